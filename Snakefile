@@ -1,0 +1,19 @@
+# cimflow: data -> baseline -> int8 export -> evaluation -> report.
+# The rules live in workflow/rules/; every rule is one `cimflow <stage>` call and all
+# logic is in src/cimflow. The default target is declared here because a default
+# target inside an included file is dropped by Snakemake.
+
+configfile: "params.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        report_outputs(),

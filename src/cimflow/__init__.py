@@ -1,0 +1,1 @@
+"""cimflow: from data to a charge-domain computing-in-memory chip estimate."""

@@ -1,0 +1,121 @@
+"""`cimflow <command>`: the only entry point Snakemake rules and DVC stages call.
+
+Stage commands read params.yaml (validated whole), their input artifacts and write
+their outputs atomically, logging one MLflow run each. Errors in user input (params,
+data, artifacts) print one clear message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from cimflow.config import PARAMS_FILE, load_params
+from cimflow.errors import CimflowError
+
+
+class _Tee:
+    """Copy a stream into a log file (Snakemake's ``log:``) while still showing it."""
+
+    def __init__(self, stream: TextIO, log: TextIO) -> None:
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", type=Path, default=PARAMS_FILE, help="parameter file (default: params.yaml)")
+    common.add_argument("--log", type=Path, help="also write stdout/stderr to this file")
+    parser = argparse.ArgumentParser(prog="cimflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = functools.partial(sub.add_parser, parents=[common])
+
+    p = add("prepare", help="read a data set, write train/test tensors and a manifest")
+    p.add_argument("--task", required=True)
+    for name, text in (("train", "train a task's model"), ("export", "post-training int8 export"),
+                       ("evaluate", "float/int8 accuracy, size and MACs")):
+        p = add(name, help=text)
+        p.add_argument("--task", required=True)
+        p.add_argument("--method", required=True)
+    p = add("report", help="regenerate reports/ from metrics files")
+    p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the run")
+
+    add("check-params", help="validate params.yaml and print the tasks it defines")
+
+    p = add("compare", help="compare tracked runs (MLflow) by task/method/stage")
+    p.add_argument("--task")
+    p.add_argument("--method")
+    p.add_argument("--stage")
+    p.add_argument("--max-results", type=int, default=100)
+    p.add_argument("--json", action="store_true", help="print runs as JSON (tags, params, metrics)")
+
+    p = add("dvc-yaml", help="generate dvc.yaml from the Snakemake DAG")
+    p.add_argument("--check", action="store_true", help="exit 1 if the committed dvc.yaml is stale")
+    p.add_argument("--output", type=Path, default=Path("dvc.yaml"))
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "check-params":
+        params = load_params(args.params)
+        print(f"{args.params}: valid; tasks {params.tasks}; methods {params.methods}")
+        return 0
+    if args.command == "compare":
+        from cimflow.compare import compare
+
+        return compare(args.task, args.method, args.stage, args.max_results, args.json)
+    if args.command == "dvc-yaml":
+        from cimflow.dvcgen import write_or_check
+
+        return write_or_check(args.output, args.check)
+    if args.command == "report":
+        from cimflow.stages import report
+
+        report.run(args.metrics, args.params)
+        return 0
+    from importlib import import_module
+
+    stage = import_module(f"cimflow.stages.{args.command}")
+    if args.command == "prepare":
+        stage.run(args.task, args.params)
+    else:
+        stage.run(args.task, args.method, args.params)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    log = None
+    if args.log:
+        args.log.parent.mkdir(parents=True, exist_ok=True)
+        log = open(args.log, "w")  # noqa: SIM115 - closed below
+        sys.stdout, sys.stderr = _Tee(sys.stdout, log), _Tee(sys.stderr, log)
+    try:
+        return _dispatch(args)
+    except CimflowError as exc:
+        print(f"cimflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if log is not None:
+            sys.stdout, sys.stderr = sys.stdout.stream, sys.stderr.stream
+            log.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

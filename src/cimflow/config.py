@@ -1,0 +1,182 @@
+"""Load and validate params.yaml, the single configuration.
+
+The schema has no defaults on purpose: DVC tracks values in params.yaml only, so a
+value that lived in a schema default would change results without DVC noticing.
+Errors name the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cimflow.errors import CimflowError
+
+PARAMS_FILE = Path("params.yaml")
+MODELS = ("lenet5", "resnet20")
+METHODS = ("baseline",)
+
+
+class ParamsError(CimflowError):
+    """params.yaml is missing, unparsable or invalid; the message says where and why."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class SklearnDigits(_Strict):
+    source: Literal["sklearn_digits"]
+    test_fraction: Fraction
+
+
+class MnistIdx(_Strict):
+    source: Literal["mnist_idx"]
+    path: str
+    test_fraction: Fraction
+
+
+class UspsH5(_Strict):
+    source: Literal["usps_h5"]
+    path: str
+
+
+class Cifar10Folder(_Strict):
+    source: Literal["cifar10_folder"]
+    path: str
+
+
+class Cifar10Binary(_Strict):
+    source: Literal["cifar10_binary"]
+    path: str
+
+
+DataSource = Annotated[
+    SklearnDigits | MnistIdx | UspsH5 | Cifar10Folder | Cifar10Binary,
+    Field(discriminator="source"),
+]
+
+
+class TrainParams(_Strict):
+    model: Literal["lenet5", "resnet20"]
+    input_size: Annotated[int, Field(ge=8, le=512)]
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    lr: Annotated[float, Field(gt=0.0, le=10.0)]
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)]
+    weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)]
+    schedule: Literal["cosine", "step", "onecycle"]
+    warmup_epochs: Annotated[int, Field(ge=0)]
+    crop_padding: Annotated[int, Field(ge=0, le=16)]
+    hflip: bool
+
+    @model_validator(mode="after")
+    def _warmup_shorter_than_training(self) -> TrainParams:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})"
+            )
+        return self
+
+
+class ExportParams(_Strict):
+    weight_bits: Annotated[int, Field(ge=2, le=8)]
+    activation_bits: Annotated[int, Field(ge=2, le=8)]
+    calibration_samples: PositiveInt
+    activation_percentile: Annotated[float, Field(gt=50.0, le=100.0)]
+
+
+class EvaluateParams(_Strict):
+    batch_size: PositiveInt
+    confidence_level: Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class ReportParams(_Strict):
+    title: Annotated[str, Field(min_length=1)]
+    plot_dpi: Annotated[int, Field(ge=50, le=600)]
+
+
+class Params(_Strict):
+    seed: Annotated[int, Field(ge=0, lt=2**31)]
+    threads: Annotated[int, Field(ge=1, le=256)]
+    tasks: Annotated[list[str], Field(min_length=1)]
+    methods: Annotated[list[Literal["baseline"]], Field(min_length=1)]
+    data: dict[str, DataSource]
+    train: dict[str, TrainParams]
+    export: ExportParams
+    evaluate: EvaluateParams
+    report: ReportParams
+
+    @model_validator(mode="after")
+    def _tasks_are_defined(self) -> Params:
+        for i, task in enumerate(self.tasks):
+            for section in ("data", "train"):
+                if task not in getattr(self, section):
+                    defined = ", ".join(sorted(getattr(self, section))) or "none"
+                    raise ValueError(
+                        f"tasks[{i}] = {task!r} has no '{section}.{task}' entry "
+                        f"(defined: {defined})"
+                    )
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks lists a task twice: {self.tasks}")
+        return self
+
+
+_SOURCE_TAGS = {
+    m.model_fields["source"].annotation.__args__[0]
+    for m in (SklearnDigits, MnistIdx, UspsH5, Cifar10Folder, Cifar10Binary)
+}
+
+
+def _format_errors(path: Path, exc: ValidationError) -> str:
+    lines = [f"{path}: {exc.error_count()} invalid value(s)"]
+    for err in exc.errors(include_url=False):
+        # Drop the union tag pydantic inserts for discriminated unions (e.g. 'mnist_idx').
+        loc = [str(p) for p in err["loc"] if p not in _SOURCE_TAGS]
+        key = ".".join(loc) or "<top level>"
+        if err["type"] == "value_error":
+            lines.append(f"  {key}: {err['msg'].removeprefix('Value error, ')}")
+        elif err["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        elif err["type"] == "missing":
+            lines.append(f"  {key}: required key is missing")
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err['input']!r})")
+    return "\n".join(lines)
+
+
+def parse_params(raw: Any, path: Path = PARAMS_FILE) -> Params:
+    """Validate an already-loaded mapping (Snakemake's config) or raise ParamsError."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(_format_errors(path, exc)) from None
+
+
+def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: parameter file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+    return parse_params(raw, path)
+
+
+def lookup(raw: dict[str, Any], dotted: str) -> Any:
+    """Value at a dotted key path ('train.digits'), as DVC addresses params."""
+    node: Any = raw
+    for part in dotted.split("."):
+        node = node[part]
+    return node

@@ -1,0 +1,23 @@
+"""Where every artifact lives. Snakemake rules, DVC stages and the stage code all
+take their paths from these patterns, so the three cannot drift apart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PREPARED_TRAIN = "results/{task}/data/train.safetensors"
+PREPARED_TEST = "results/{task}/data/test.safetensors"
+MANIFEST = "results/{task}/data/manifest.parquet"
+MODEL = "results/{task}/{method}/model.safetensors"
+HISTORY = "results/{task}/{method}/history.parquet"
+INT8_MODEL = "results/{task}/{method}/int8.safetensors"
+METRICS = "results/{task}/{method}/metrics.json"
+REPORT_MD = "reports/summary.md"
+REPORT_HTML = "reports/summary.html"
+PLOT_ACCURACY_SIZE = "reports/accuracy_vs_size.png"
+PLOT_TRAINING = "reports/training_curves.png"
+LOG = "logs/{stage}/{job}.log"
+
+
+def path(pattern: str, **wildcards: str) -> Path:
+    return Path(pattern.format(**wildcards))

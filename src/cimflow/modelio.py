@@ -1,0 +1,79 @@
+"""Float model artifacts: a state_dict in safetensors plus what is needed to rebuild it.
+
+The metadata carries the architecture name, its constructor arguments and the input
+preprocessing, so later stages rebuild the exact network without reading params.yaml
+sections that belong to training (keeping DVC's dependency lists honest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
+from cimflow.models import build_model
+from cimflow.preprocess import Preprocessor
+
+MODEL_FORMAT = "cimflow-model-v1"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture and input contract of a trained network."""
+
+    model: str
+    in_channels: int
+    num_classes: int
+    prep: Preprocessor
+    class_names: tuple[str, ...]
+
+    def build(self) -> nn.Module:
+        return build_model(self.model, self.in_channels, self.num_classes, self.prep.input_size)
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            "model": self.model,
+            "in_channels": str(self.in_channels),
+            "num_classes": str(self.num_classes),
+            "input_size": str(self.prep.input_size),
+            "mean": json.dumps(list(self.prep.mean)),
+            "std": json.dumps(list(self.prep.std)),
+            "class_names": json.dumps(list(self.class_names)),
+        }
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str], path: str | os.PathLike) -> ModelSpec:
+        try:
+            prep = Preprocessor(int(meta["input_size"]), tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])))
+            return cls(
+                meta["model"],
+                int(meta["in_channels"]),
+                int(meta["num_classes"]),
+                prep,
+                tuple(json.loads(meta["class_names"])),
+            )
+        except (KeyError, ValueError) as exc:
+            raise ArtifactError(f"{path}: model metadata incomplete or malformed ({exc!r})") from exc
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, spec: ModelSpec) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_tensors(path, state, {"format": MODEL_FORMAT, **spec.to_metadata()})
+
+
+def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelSpec]:
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != MODEL_FORMAT:
+        raise ArtifactError(f"{path}: not a cimflow float model (format={meta.get('format')!r})")
+    spec = ModelSpec.from_metadata(meta, path)
+    model = spec.build()
+    try:
+        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: weights do not fit a {spec.model} ({exc})") from exc
+    model.eval()
+    return model, spec

@@ -1,0 +1,89 @@
+"""The DAG's stages: what each reads from params.yaml and which code it runs.
+
+This registry is the single description both front ends are generated from: the
+Snakemake rules pass exactly these params keys through ``params:`` (so an edit reruns
+exactly the dependent jobs) and the DVC generator writes them as ``params:``; the code
+dependencies are the stage module's transitive imports inside cimflow.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    params: tuple[str, ...]  # dotted params.yaml keys; may contain {task}
+
+    @property
+    def module(self) -> str:
+        return f"cimflow.stages.{self.name}"
+
+    def param_keys(self, **wildcards: str) -> list[str]:
+        return [key.format(**wildcards) for key in self.params]
+
+
+STAGES = {
+    s.name: s
+    for s in (
+        Stage("prepare", ("seed", "threads", "data.{task}")),
+        Stage("train", ("seed", "threads", "train.{task}")),
+        Stage("export", ("seed", "threads", "export")),
+        Stage("evaluate", ("threads", "evaluate")),
+        Stage("report", ("report",)),
+    )
+}
+
+
+def _module_file(module: str) -> Path:
+    spec = find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"cannot locate module {module}")
+    return Path(spec.origin)
+
+
+def _imports(module: str) -> set[str]:
+    """cimflow modules imported by ``module`` (static: no code is executed)."""
+    tree = ast.parse(_module_file(module).read_text())
+    found = set()
+    for node in tree.body:  # module level only: lazy imports inside functions are not followed
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        for name in names:
+            if name.split(".")[0] == "cimflow" and find_spec(name.rpartition(".")[0] or name) is not None:
+                try:
+                    if find_spec(name) is not None:
+                        found.add(name)
+                except ModuleNotFoundError:
+                    pass
+    return found
+
+
+@cache
+def code_files(stage: str, root: Path = Path(".")) -> tuple[str, ...]:
+    """Source files (relative to ``root``) a stage runs: its module's import closure."""
+    todo, seen = [STAGES[stage].module, "cimflow.cli"], set()
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        todo.extend(_imports(mod))
+        parent = mod.rpartition(".")[0]
+        if parent:
+            todo.append(parent)  # importing a.b runs a/__init__.py
+    files = set()
+    src = _module_file("cimflow").parent.parent
+    for mod in seen:
+        file = _module_file(mod)
+        if file.suffix == ".py":
+            files.add(str((Path("src") / file.relative_to(src)).as_posix()))
+    return tuple(sorted(files))

@@ -1,0 +1,161 @@
+"""MLflow tracking: one run per stage job, tagged so runs can be traced and compared.
+
+The store defaults to a SQLite file in the project (``sqlite:///mlflow.db``) and follows
+MLFLOW_TRACKING_URI unchanged, so the same pipeline logs to a shared server. Parallel
+jobs on a fresh SQLite file race while creating the schema, so the first job creates
+schema and experiment under a file lock and the rest wait for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from cimflow.artifacts import file_sha256
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+DEFAULT_EXPERIMENT = "cimflow"
+PIPELINE_ENV = "CIMFLOW_PIPELINE_ID"
+MAX_ARTIFACT_BYTES = 64 * 2**20  # larger outputs are recorded by hash only
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def experiment_name() -> str:
+    return os.environ.get("CIMFLOW_EXPERIMENT") or DEFAULT_EXPERIMENT
+
+
+def pipeline_id() -> str:
+    """Id grouping the runs of one pipeline invocation (set by the Snakefile or make)."""
+    return os.environ.get(PIPELINE_ENV) or f"single-{uuid.uuid4().hex[:12]}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def params_hash(values: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat |= flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def ensure_experiment() -> str:
+    """Create store schema and experiment once; safe under parallel jobs."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    lock_dir = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path(".")
+    with FileLock(str(lock_dir / ".mlflow-init.lock"), timeout=300):
+        experiment = mlflow.get_experiment_by_name(experiment_name())
+        if experiment is not None:
+            return experiment.experiment_id
+        return mlflow.create_experiment(experiment_name())
+
+
+class StageRun:
+    """Handle given to a stage for logging metrics and output files."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_outputs(self, paths: list[Path]) -> None:
+        import mlflow
+
+        for path in paths:
+            if path.stat().st_size <= MAX_ARTIFACT_BYTES:
+                mlflow.log_artifact(str(path), artifact_path=str(path.parent))
+            else:
+                mlflow.set_tag(f"output_sha256.{path}", file_sha256(path))
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: str,
+    params: Mapping[str, Any],
+    inputs: list[Path],
+    task: str = "",
+    method: str = "",
+) -> Iterator[StageRun]:
+    """Open an MLflow run for one stage job with the standard cimflow tags."""
+    import mlflow
+
+    experiment_id = ensure_experiment()
+    tags = {
+        "cimflow.stage": stage,
+        "cimflow.task": task,
+        "cimflow.method": method,
+        "cimflow.git_commit": git_commit(),
+        "cimflow.params_hash": params_hash(params),
+        "cimflow.pipeline_id": pipeline_id(),
+    }
+    tags |= {f"cimflow.input.{p}": file_sha256(p)[:16] for p in inputs}
+    name = "/".join(x for x in (stage, task, method) if x)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.log_params({k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(params).items()})
+        yield StageRun(run.info.run_id)
+
+
+def search_stage_runs(task: str | None, method: str | None, stage: str | None, max_results: int) -> list[dict]:
+    """Runs of the cimflow experiment, newest first, as plain dicts (tags, params, metrics)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.get_experiment_by_name(experiment_name())
+    if experiment is None:
+        return []
+    clauses = [f"tags.`cimflow.{key}` = '{value}'" for key, value in
+               (("task", task), ("method", method), ("stage", stage)) if value]
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment.experiment_id],
+        filter_string=" and ".join(clauses),
+        order_by=["attributes.start_time DESC"],
+        max_results=max_results,
+        output_format="list",
+    )
+    return [
+        {
+            "run_id": r.info.run_id,
+            "run_name": r.info.run_name,
+            "status": r.info.status,
+            "start_time": r.info.start_time,
+            "tags": {k: v for k, v in r.data.tags.items() if not k.startswith("mlflow.")},
+            "params": dict(r.data.params),
+            "metrics": dict(r.data.metrics),
+        }
+        for r in runs
+    ]

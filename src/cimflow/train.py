@@ -1,0 +1,206 @@
+"""The one training loop every method plugs into.
+
+Compression methods do not write loops of their own: they subclass :class:`Hook` and
+act at named points (Distiller-style policies). A hook can add loss terms (ADMM's
+rho/2 ||W - Z + U||^2), mask gradients after backward (pruning), project weights after
+the optimiser step, install per-block quantizers at train start (forward pre-hooks or
+parametrizations), or supply its own LR schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from cimflow.config import TrainParams
+from cimflow.preprocess import Preprocessor, augment
+
+
+@dataclass
+class TrainState:
+    """What hooks see: the live objects plus loop counters."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    params: TrainParams
+    device: torch.device
+    steps_per_epoch: int
+    epoch: int = 0
+    step: int = 0
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Hook:
+    """Base class: override only the points a method needs."""
+
+    def on_train_start(self, state: TrainState) -> None: ...
+
+    def make_scheduler(self, state: TrainState) -> torch.optim.lr_scheduler.LRScheduler | None:
+        return None
+
+    def on_epoch_start(self, state: TrainState) -> None: ...
+
+    def extra_loss(self, state: TrainState, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def after_backward(self, state: TrainState) -> None: ...
+
+    def after_step(self, state: TrainState) -> None: ...
+
+    def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None: ...
+
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+def select_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy and force deterministic kernels (bit-identical CPU runs)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=False)
+    torch.backends.cudnn.benchmark = False
+
+
+def default_scheduler(state: TrainState) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step LR: linear warmup, then cosine, step (x0.1 at 50%/75%) or one-cycle."""
+    p = state.params
+    total = p.epochs * state.steps_per_epoch
+    warm = p.warmup_epochs * state.steps_per_epoch
+
+    def factor(step: int) -> float:
+        if p.schedule == "onecycle":
+            if step < warm:
+                return 0.1 + 0.9 * step / max(warm, 1)
+            return max(0.0, (total - step) / max(total - warm, 1))
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(total - warm, 1)
+        if p.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 0.1 ** (int(progress >= 0.5) + int(progress >= 0.75))
+
+    return torch.optim.lr_scheduler.LambdaLR(state.optimizer, factor)
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    prep: Preprocessor,
+    batch_size: int,
+    device: torch.device,
+) -> tuple[float, float, np.ndarray]:
+    """Mean cross-entropy, accuracy and per-sample predictions on a labelled set."""
+    model.eval()
+    total_loss, preds = 0.0, []
+    for start in range(0, len(labels), batch_size):
+        x = prep(images[start : start + batch_size], device)
+        y = torch.as_tensor(labels[start : start + batch_size], device=device)
+        logits = model(x)
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        preds.append(logits.argmax(1).cpu().numpy())
+    pred = np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
+    return total_loss / max(len(labels), 1), float((pred == labels).mean()), pred
+
+
+def train(
+    model: nn.Module,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
+    prep: Preprocessor,
+    params: TrainParams,
+    seed: int,
+    hooks: Sequence[Hook] = (),
+    device: torch.device | None = None,
+) -> list[dict[str, float]]:
+    """Train ``model`` in place with SGD+Nesterov; returns one metrics dict per epoch."""
+    device = device or select_device()
+    model.to(device)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(train_labels)
+    steps_per_epoch = math.ceil(n / params.batch_size)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=params.lr,
+        momentum=params.momentum,
+        nesterov=params.momentum > 0,
+    )
+    state = TrainState(model, optimizer, params, device, steps_per_epoch)
+    for hook in hooks:
+        hook.on_train_start(state)
+    custom = [s for s in (h.make_scheduler(state) for h in hooks) if s is not None]
+    state.scheduler = custom[0] if custom else default_scheduler(state)
+
+    history = []
+    for epoch in range(params.epochs):
+        state.epoch = epoch
+        for hook in hooks:
+            hook.on_epoch_start(state)
+        model.train()
+        order = torch.randperm(n, generator=gen).numpy()
+        started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False, disable=None)
+        for b in bar:
+            idx = np.sort(order[b * params.batch_size : (b + 1) * params.batch_size])
+            x = augment(prep(train_images[idx]), gen, params.crop_padding, params.hflip).to(device)
+            y = torch.as_tensor(train_labels[idx], device=device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            for hook in hooks:
+                term = hook.extra_loss(state, logits, y)
+                if term is not None:
+                    loss = loss + term
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for hook in hooks:
+                hook.after_backward(state)
+            optimizer.step()
+            state.scheduler.step()
+            for hook in hooks:
+                hook.after_step(state)
+            state.step += 1
+            seen += len(idx)
+            loss_sum += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+        test_loss, test_acc, _ = evaluate_model(model, test_images, test_labels, prep, 1000, device)
+        metrics = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "seconds": time.perf_counter() - started,
+        }
+        for hook in hooks:
+            hook.on_epoch_end(state, metrics)
+        history.append(metrics)
+        print(
+            f"epoch {epoch + 1}/{params.epochs}: loss {metrics['train_loss']:.4f} "
+            f"train {metrics['train_accuracy']:.4f} test {test_acc:.4f} ({metrics['seconds']:.1f}s)",
+            file=sys.stderr,
+            flush=True,
+        )
+    for hook in hooks:
+        hook.on_train_end(state)
+    return history

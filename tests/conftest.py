@@ -1,0 +1,65 @@
+"""Shared test helpers: run cimflow/snakemake/dvc from the project's venv in temp copies."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COPY_IGNORE = shutil.ignore_patterns(
+    ".venv", ".git", ".snakemake", "results", "logs", "mlruns", "mlflow.db", "__pycache__", "*.so",
+    ".pytest_cache", "build", "*.egg-info", "reports", "dvc.lock", "tmp", "cache",
+)
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    env["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], cwd: Path, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=tool_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+def smoke_params(raw: dict) -> dict:
+    """The default params shrunk to seconds: same DAG, two epochs, small calibration."""
+    raw = yaml.safe_load(yaml.safe_dump(raw))
+    raw["train"]["digits"] |= {"epochs": 2, "warmup_epochs": 0}
+    raw["export"]["calibration_samples"] = 64
+    return raw
+
+
+def copy_project(dest: Path) -> Path:
+    """A copy of the working tree (sources, params, rules, dvc.yaml) without state."""
+    shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
+    (dest / "reports").mkdir(exist_ok=True)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    (dest / "params.yaml").write_text(yaml.safe_dump(smoke_params(raw), sort_keys=False))
+    return dest
+
+
+def edit_params(project: Path, dotted: str, value) -> None:
+    raw = yaml.safe_load((project / "params.yaml").read_text())
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+@pytest.fixture
+def default_params() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())

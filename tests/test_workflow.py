@@ -1,0 +1,172 @@
+"""Both front ends over one DAG: lint, dvc.yaml parity, end-to-end runs, rerun triggers,
+MLflow against a real tracking server, and byte-identical outputs across front ends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from cimflow import layout
+from conftest import ROOT, copy_project, edit_params, run, tool_env
+
+
+def test_snakemake_lint_passes():
+    result = run(["snakemake", "--lint"], cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_committed_dvc_yaml_is_current():
+    result = run(["cimflow", "dvc-yaml", "--check"], cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_dvc_and_snakemake_job_graphs_are_identical():
+    from dvc.repo import Repo
+
+    from cimflow.dvcgen import snakemake_jobs
+
+    jobs = snakemake_jobs(ROOT / "Snakefile")
+    sm_edges = {(job.name, up) for job in jobs for up in job.upstream}
+    with Repo(str(ROOT)) as repo:
+        stages = {s.addressing: s for s in repo.index.stages}
+        dvc_edges = {(u.addressing, v.addressing) for u, v in repo.index.graph.edges()}
+        assert set(stages) == {job.name for job in jobs}
+        assert dvc_edges == sm_edges
+        for job in jobs:
+            stage = stages[job.name]
+            assert stage.cmd == job.cmd
+            assert sorted(o.def_path for o in stage.outs) == sorted(job.outs)
+            dvc_params = {key for dep in stage.deps if hasattr(dep, "params") for key in dep.params}
+            assert dvc_params == set(job.params)
+
+
+def _hashes(project: Path, patterns: list[str]) -> dict[str, str]:
+    files = sorted(p for pattern in patterns for p in project.glob(pattern) if p.is_file())
+    return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _planned_rules(dry_run_output: str) -> set[str]:
+    return set(re.findall(r"^rule (\w+):", dry_run_output, flags=re.M)) - {"all"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A temporary git repository holding a smoke copy of the project (with its .dvc/)."""
+    path = copy_project(tmp_path_factory.mktemp("smoke") / "project")
+    assert (path / ".dvc" / "config").is_file(), "the project's .dvc/ must be committed"
+    result = run(["git", "init", "-q"], cwd=path)
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+ARTIFACTS = ["results/**/*.safetensors", "results/**/*.parquet", "results/**/*.json", "reports/*.md",
+             "reports/*.html", "reports/*.png"]
+
+
+@pytest.mark.slow
+def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
+    """The whole DAG through snakemake, tracked by a real `mlflow server` on loopback."""
+    port = _free_port()
+    server = subprocess.Popen(
+        ["mlflow", "server", "--backend-store-uri", f"sqlite:///{tmp_path}/server.db",
+         "--default-artifact-root", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        cwd=tmp_path, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, "mlflow server exited"
+            assert time.monotonic() < deadline, "mlflow server did not become healthy"
+            time.sleep(1)
+
+        result = run(["snakemake", "--cores", "2"], cwd=project, MLFLOW_TRACKING_URI=uri,
+                     CIMFLOW_PIPELINE_ID="smoke-1")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        metrics = json.loads((project / "results/digits/baseline/metrics.json").read_text())
+        assert metrics["parameters"] == 431_080 and 0.0 <= metrics["int8_accuracy"] <= 1.0
+        assert "| digits | baseline | lenet5 |" in (project / layout.REPORT_MD).read_text()
+
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        runs = mlflow.search_runs(experiment_names=["cimflow"], filter_string="tags.`cimflow.pipeline_id` = 'smoke-1'",
+                                  output_format="list")
+        stages = sorted(r.data.tags["cimflow.stage"] for r in runs)
+        assert stages == ["evaluate", "export", "prepare", "report", "train"]
+        evaluate = next(r for r in runs if r.data.tags["cimflow.stage"] == "evaluate")
+        assert evaluate.data.metrics["int8_accuracy"] == pytest.approx(metrics["int8_accuracy"])
+        assert evaluate.data.tags["cimflow.task"] == "digits"
+        assert evaluate.data.params["evaluate.confidence_level"] == "0.95"
+        assert any(k.startswith("cimflow.input.results/") for k in evaluate.data.tags)
+        artifacts = mlflow.artifacts.list_artifacts(run_id=evaluate.info.run_id, artifact_path="results/digits/baseline")
+        assert [a.path for a in artifacts] == ["results/digits/baseline/metrics.json"]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.mark.slow
+def test_snakemake_reruns_exactly_what_an_edit_affects(project):
+    first = run(["snakemake", "--cores", "2"], cwd=project)  # no-op if the server test ran first
+    assert first.returncode == 0, first.stderr[-3000:]
+    noop = run(["snakemake", "-n"], cwd=project)
+    assert "Nothing to be done" in noop.stdout + noop.stderr
+
+    edit_params(project, "evaluate.confidence_level", 0.9)
+    planned = run(["snakemake", "-n"], cwd=project)
+    assert _planned_rules(planned.stdout) == {"evaluate", "report"}
+    edit_params(project, "evaluate.confidence_level", 0.95)
+
+    report_code = project / "src/cimflow/report.py"
+    report_code.write_text(report_code.read_text() + "\n# edited\n")
+    planned = run(["snakemake", "-n"], cwd=project)
+    assert _planned_rules(planned.stdout) == {"report"}
+
+
+@pytest.mark.slow
+def test_dvc_repro_matches_snakemake_and_reruns_only_dependents(project):
+    ran = run(["snakemake", "--cores", "2"], cwd=project)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    snakemake_outputs = _hashes(project, ARTIFACTS)
+
+    full = run(["dvc", "repro"], cwd=project)
+    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    assert _hashes(project, ARTIFACTS) == snakemake_outputs  # same bytes from either front end
+
+    noop = run(["dvc", "repro"], cwd=project)
+    assert "Data and pipelines are up to date" in noop.stdout
+
+    edit_params(project, "evaluate.confidence_level", 0.9)
+    edited = run(["dvc", "repro"], cwd=project)
+    assert edited.returncode == 0, edited.stdout[-3000:]
+    rerun = set(re.findall(r"Running stage '([\w-]+)'", edited.stdout))
+    assert rerun == {"evaluate-digits-baseline", "report"}
+    for stage in ("prepare-digits", "train-digits-baseline", "export-digits-baseline"):
+        assert f"Stage '{stage}' didn't change, skipping" in edited.stdout

@@ -1,0 +1,48 @@
+# Helpers shared by the rules: params validation, per-stage params and code inputs.
+import os
+import uuid
+
+import yaml
+
+from cimflow import layout
+from cimflow.config import load_params, lookup, parse_params
+from cimflow.stages import STAGES, code_files
+
+# Validate params.yaml itself (what the stages read) and the merged Snakemake config.
+load_params("params.yaml")
+parse_params(config, "params.yaml + --config")
+_on_disk = yaml.safe_load(open("params.yaml"))
+_overridden = sorted(k for k in set(config) | set(_on_disk) if config.get(k) != _on_disk.get(k))
+if set(_overridden) - {"tasks", "methods"}:
+    raise ValueError(
+        f"--config may only select 'tasks' and 'methods'; edit params.yaml to change {_overridden}"
+    )
+
+# One id for every MLflow run of this invocation (jobs inherit the environment).
+os.environ.setdefault("CIMFLOW_PIPELINE_ID", f"snakemake-{uuid.uuid4().hex[:12]}")
+
+
+def stage_params(stage):
+    """params: values of exactly the params.yaml keys the stage reads."""
+
+    def values(wildcards):
+        return {key: lookup(config, key) for key in STAGES[stage].param_keys(**wildcards)}
+
+    return values
+
+
+def code(stage):
+    """The src/cimflow files the stage runs: editing one reruns the stage."""
+    return list(code_files(stage))
+
+
+def report_outputs():
+    return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING]
+
+
+def run_metrics():
+    return expand(layout.METRICS, task=config["tasks"], method=config["methods"])
+
+
+def run_histories():
+    return expand(layout.HISTORY, task=config["tasks"], method=config["methods"])

@@ -1,0 +1,19 @@
+rule prepare:
+    input:
+        code=code("prepare"),
+    output:
+        train=layout.PREPARED_TRAIN,
+        test=layout.PREPARED_TEST,
+        manifest=layout.MANIFEST,
+    params:
+        values=stage_params("prepare"),
+    log:
+        "logs/prepare/{task}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow prepare --task {wildcards.task} --log {log}"

@@ -1,0 +1,22 @@
+rule report:
+    input:
+        code=code("report"),
+        metrics=run_metrics(),
+        histories=run_histories(),
+    output:
+        markdown=layout.REPORT_MD,
+        html=layout.REPORT_HTML,
+        accuracy_size=layout.PLOT_ACCURACY_SIZE,
+        training=layout.PLOT_TRAINING,
+    params:
+        values=stage_params("report"),
+    log:
+        "logs/report/report.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow report {input.metrics} --log {log}"
