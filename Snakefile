@@ -1,4 +1,5 @@
-# cimflow: data -> baseline -> int8 export -> evaluation -> report.
+# cimflow: data -> baseline -> int8 export -> evaluation -> CD-CiM mapping,
+# calibration and evaluation -> report.
 # The rules live in workflow/rules/; every rule is one `cimflow <stage>` call and all
 # logic is in src/cimflow. The default target is declared here because a default
 # target inside an included file is dropped by Snakemake.
@@ -10,6 +11,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/hardware.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -34,10 +34,12 @@ def run(args: list[str], cwd: Path, timeout: float = 900, **env: str) -> subproc
 
 
 def smoke_params(raw: dict) -> dict:
-    """The default params shrunk to seconds: same DAG, two epochs, small calibration."""
+    """The default params shrunk to seconds: same DAG, two epochs, small calibration and sweep."""
     raw = yaml.safe_load(yaml.safe_dump(raw))
     raw["train"]["digits"] |= {"epochs": 2, "warmup_epochs": 0}
     raw["export"]["calibration_samples"] = 64
+    raw["cim"] |= {"calibration_images": 32, "batch_size": 150}
+    raw["cim"]["sweep"] = {"adc_bits": [4, 8], "cap_mismatch_sigma": [0.0, 0.02], "test_images": 60}
     return raw
 
 

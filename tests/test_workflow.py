@@ -116,7 +116,8 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
         runs = mlflow.search_runs(experiment_names=["cimflow"], filter_string="tags.`cimflow.pipeline_id` = 'smoke-1'",
                                   output_format="list")
         stages = sorted(r.data.tags["cimflow.stage"] for r in runs)
-        assert stages == ["evaluate", "export", "prepare", "report", "train"]
+        assert stages == ["calibrate", "cim_sweep", "evaluate", "evaluate_cim", "export", "map", "prepare",
+                          "report", "train"]
         evaluate = next(r for r in runs if r.data.tags["cimflow.stage"] == "evaluate")
         assert evaluate.data.metrics["int8_accuracy"] == pytest.approx(metrics["int8_accuracy"])
         assert evaluate.data.tags["cimflow.task"] == "digits"
@@ -141,7 +142,7 @@ def test_snakemake_reruns_exactly_what_an_edit_affects(project):
 
     edit_params(project, "evaluate.confidence_level", 0.9)
     planned = run(["snakemake", "-n"], cwd=project)
-    assert _planned_rules(planned.stdout) == {"evaluate", "report"}
+    assert _planned_rules(planned.stdout) == {"evaluate", "evaluate_cim", "report"}
     edit_params(project, "evaluate.confidence_level", 0.95)
 
     report_code = project / "src/cimflow/report.py"
@@ -167,6 +168,7 @@ def test_dvc_repro_matches_snakemake_and_reruns_only_dependents(project):
     edited = run(["dvc", "repro"], cwd=project)
     assert edited.returncode == 0, edited.stdout[-3000:]
     rerun = set(re.findall(r"Running stage '([\w-]+)'", edited.stdout))
-    assert rerun == {"evaluate-digits-baseline", "report"}
-    for stage in ("prepare-digits", "train-digits-baseline", "export-digits-baseline"):
+    assert rerun == {"evaluate-digits-baseline", "evaluate_cim-digits-baseline", "report"}
+    for stage in ("prepare-digits", "train-digits-baseline", "export-digits-baseline", "calibrate",
+                  "map-digits-baseline", "cim_sweep-digits-baseline"):
         assert f"Stage '{stage}' didn't change, skipping" in edited.stdout

@@ -48,8 +48,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("prepare", help="read a data set, write train/test tensors and a manifest")
     p.add_argument("--task", required=True)
+    add("calibrate", help="ADC correction tables and sign trim of the simulated chip")
     for name, text in (("train", "train a task's model"), ("export", "post-training int8 export"),
-                       ("evaluate", "float/int8 accuracy, size and MACs")):
+                       ("evaluate", "float/int8 accuracy, size and MACs"),
+                       ("map", "place an int8 model on the CD-CiM macro (ADC ranges, tiles, work per inference)"),
+                       ("evaluate_cim", "accuracy, energy and throughput on the simulated chip"),
+                       ("cim_sweep", "accuracy and TOPS/W against ADC bits and capacitor mismatch")):
         p = add(name, help=text)
         p.add_argument("--task", required=True)
         p.add_argument("--method", required=True)
@@ -92,7 +96,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     from importlib import import_module
 
     stage = import_module(f"cimflow.stages.{args.command}")
-    if args.command == "prepare":
+    if args.command == "calibrate":
+        stage.run(args.params)
+    elif args.command == "prepare":
         stage.run(args.task, args.params)
     else:
         stage.run(args.task, args.method, args.params)

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cimflow.cim.config import MacroConfig
 from cimflow.errors import CimflowError
 
 PARAMS_FILE = Path("params.yaml")
@@ -94,6 +95,29 @@ class ExportParams(_Strict):
     activation_percentile: Annotated[float, Field(gt=50.0, le=100.0)]
 
 
+class CimCalibrationParams(_Strict):
+    samples_per_code: PositiveInt
+    trim_repeats: PositiveInt
+
+
+class CimSweepParams(_Strict):
+    adc_bits: Annotated[list[Annotated[int, Field(ge=1, le=16)]], Field(min_length=1)]
+    cap_mismatch_sigma: Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=1)]
+    test_images: PositiveInt
+
+
+class CimParams(_Strict):
+    macro: MacroConfig
+    chip_seed: Annotated[int, Field(ge=0, lt=2**31)]
+    calibration: CimCalibrationParams
+    full_scale_percentile: Annotated[float, Field(gt=50.0, le=100.0)]
+    calibration_images: PositiveInt
+    noise: bool
+    noise_seed: Annotated[int, Field(ge=0, lt=2**31)]
+    batch_size: PositiveInt
+    sweep: CimSweepParams
+
+
 class EvaluateParams(_Strict):
     batch_size: PositiveInt
     confidence_level: Annotated[float, Field(gt=0.0, lt=1.0)]
@@ -112,6 +136,7 @@ class Params(_Strict):
     data: dict[str, DataSource]
     train: dict[str, TrainParams]
     export: ExportParams
+    cim: CimParams
     evaluate: EvaluateParams
     report: ReportParams
 

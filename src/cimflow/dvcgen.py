@@ -80,8 +80,9 @@ def render(jobs: list[JobSpec]) -> str:
         job.name: {"cmd": job.cmd, "deps": list(job.deps), "params": list(job.params), "outs": list(job.outs)}
         for job in jobs
     }
-    metrics = [out for job in jobs for out in job.outs if out.endswith(Path(layout.METRICS).name)]
-    plots = [layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING]
+    metric_names = (Path(layout.METRICS).name, Path(layout.CIM_METRICS).name)
+    metrics = [out for job in jobs for out in job.outs if Path(out).name in metric_names]
+    plots = [layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP]
     body = yaml.safe_dump({"stages": stages, "metrics": metrics, "plots": plots}, sort_keys=False, width=1000)
     return HEADER + body
 

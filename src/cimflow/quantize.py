@@ -30,6 +30,7 @@ from cimflow.modelio import ModelSpec
 INT8_FORMAT = "cimflow-int8-v1"
 
 Engine = Callable[["QuantizedLayer", torch.Tensor], torch.Tensor]
+"""Maps a layer and its integer input codes (float64) to its float64 output."""
 
 
 def exact_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
@@ -38,6 +39,11 @@ def exact_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
     if layer.kind == "conv":
         return F.conv2d(x_codes, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
     return F.linear(x_codes, w)
+
+
+def digital_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
+    """The int8 accelerator's reference: exact accumulation, then scale and bias."""
+    return layer.dequantize(exact_engine(layer, x_codes))
 
 
 class QuantizedLayer(nn.Module):
@@ -55,7 +61,7 @@ class QuantizedLayer(nn.Module):
         self.register_buffer("weight_scale", torch.ones(out))
         self.register_buffer("input_scale", torch.ones(1))
         self.register_buffer("bias", torch.zeros(out))
-        self.engine: Engine = exact_engine
+        self.engine: Engine = digital_engine
 
     @property
     def act_qmax(self) -> int:
@@ -65,11 +71,18 @@ class QuantizedLayer(nn.Module):
         q = torch.round(x.to(torch.float64) / self.input_scale.double())
         return q.clamp_(-self.act_qmax, self.act_qmax)
 
+    def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
+        return values.double().view((1, -1, 1, 1) if self.kind == "conv" else (1, -1))
+
+    def output_scale(self) -> torch.Tensor:
+        """Float value of one integer-product unit, per output channel (broadcastable)."""
+        return self._per_channel(self.input_scale * self.weight_scale)
+
+    def dequantize(self, acc: torch.Tensor) -> torch.Tensor:
+        return acc * self.output_scale() + self._per_channel(self.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc = self.engine(self, self.quantize_input(x))
-        shape = (1, -1, 1, 1) if self.kind == "conv" else (1, -1)
-        scale = (self.input_scale.double() * self.weight_scale.double()).view(shape)
-        return (acc * scale + self.bias.double().view(shape)).to(x.dtype)
+        return self.engine(self, self.quantize_input(x)).to(x.dtype)
 
     def geometry(self) -> dict:
         info = {"kind": self.kind, "shape": list(self.weight_q.shape)}

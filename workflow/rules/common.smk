@@ -37,7 +37,8 @@ def code(stage):
 
 
 def report_outputs():
-    return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING]
+    return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
+            layout.PLOT_CIM_SWEEP]
 
 
 def run_metrics():
@@ -46,3 +47,11 @@ def run_metrics():
 
 def run_histories():
     return expand(layout.HISTORY, task=config["tasks"], method=config["methods"])
+
+
+def run_cim_metrics():
+    return expand(layout.CIM_METRICS, task=config["tasks"], method=config["methods"])
+
+
+def run_cim_sweeps():
+    return expand(layout.CIM_SWEEP, task=config["tasks"], method=config["methods"])

@@ -3,11 +3,14 @@ rule report:
         code=code("report"),
         metrics=run_metrics(),
         histories=run_histories(),
+        cim_metrics=run_cim_metrics(),
+        cim_sweeps=run_cim_sweeps(),
     output:
         markdown=layout.REPORT_MD,
         html=layout.REPORT_HTML,
         accuracy_size=layout.PLOT_ACCURACY_SIZE,
         training=layout.PLOT_TRAINING,
+        cim_sweep=layout.PLOT_CIM_SWEEP,
     params:
         values=stage_params("report"),
     log:

@@ -35,6 +35,13 @@ STAGES = {
         Stage("train", ("seed", "threads", "train.{task}")),
         Stage("export", ("seed", "threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
+        Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration")),
+        Stage("map", ("seed", "threads", "cim.macro", "cim.chip_seed", "cim.full_scale_percentile",
+                      "cim.calibration_images", "cim.noise", "cim.noise_seed", "cim.batch_size")),
+        Stage("evaluate_cim", ("threads", "cim.macro", "cim.chip_seed", "cim.noise", "cim.noise_seed",
+                               "cim.batch_size", "evaluate.confidence_level")),
+        Stage("cim_sweep", ("seed", "threads", "cim.macro", "cim.chip_seed", "cim.calibration", "cim.noise",
+                            "cim.noise_seed", "cim.batch_size", "cim.sweep")),
         Stage("report", ("report",)),
     )
 }
@@ -49,7 +56,10 @@ def _module_file(module: str) -> Path:
 
 def _imports(module: str) -> set[str]:
     """cimflow modules imported by ``module`` (static: no code is executed)."""
-    tree = ast.parse(_module_file(module).read_text())
+    file = _module_file(module)
+    if file.suffix != ".py":
+        return set()  # compiled extension: its sources are added by code_files
+    tree = ast.parse(file.read_text())
     found = set()
     for node in tree.body:  # module level only: lazy imports inside functions are not followed
         names = []
@@ -85,5 +95,9 @@ def code_files(stage: str, root: Path = Path(".")) -> tuple[str, ...]:
     for mod in seen:
         file = _module_file(mod)
         if file.suffix == ".py":
-            files.add(str((Path("src") / file.relative_to(src)).as_posix()))
+            sources = [file]
+        else:  # a Cython extension: its .pyx and the .pxi files it includes
+            stem = mod.rpartition(".")[2]
+            sources = [file.with_name(f"{stem}.pyx"), *sorted(file.parent.glob("*.pxi"))]
+        files.update(str((Path("src") / f.relative_to(src)).as_posix()) for f in sources if f.is_file())
     return tuple(sorted(files))

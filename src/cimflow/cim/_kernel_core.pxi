@@ -1,0 +1,519 @@
+# Shared source of the compiled kernels, included by _kernels.pyx (baseline x86-64 or any
+# other architecture) and by _kernels_x86_64_v3.pyx / _kernels_x86_64_v4.pyx, which compile
+# the same code for AVX2 and AVX-512; kernels.py picks the best one the CPU runs.
+#
+# ``simulate`` runs one layer call in one OpenMP parallel region. Each thread takes whole
+# blocks of input vectors (dynamic schedule, no other synchronisation) and runs them start
+# to end while they sit in its cache: int8 -> float32 packing with input-ones counting, one
+# BLAS sgemm per row segment (called from the thread, so it runs sequentially), then the
+# per-conversion model of cimflow.cim.conversion: compression, noise, sign-first SAR with
+# ReLU early stop, INL, correction lookup, segment accumulation and the sign-only count.
+# ``partial_sums`` stops after the sgemm, for the numpy reference.
+#
+# The conversion matches cimflow.cim.reference.convert bit for bit: float32 in the same
+# order with no fused multiply-add (-ffp-contract=off), and noise from the same
+# counter-based stream (cimflow.cim.noise). It works on chunks of ~1024 conversions of one
+# segment, with the per-column settings tiled to the chunk's length, so every loop runs
+# flat over contiguous memory: noise draws (one hash per four draws), the analog transfer
+# and SAR (branch-free float32, vectorised by the compiler; -fno-trapping-math lets it
+# if-convert), then correction lookup and accumulation.
+
+
+from cython.parallel cimport parallel, prange
+from libc.math cimport fabsf
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+
+cimport openmp
+
+cdef extern from *:
+    """
+    static inline uint64_t cim_mix64(uint64_t z) {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+    static const uint64_t CIM_GOLDEN_GAMMA = 0x9E3779B97F4A7C15ULL;
+
+    /* Scalar on purpose: vector gathers are slower than plain loads on CPUs with the
+       Gather Data Sampling mitigation (AVX-512 gathers measured 0.64 vs 0.40 ns here). */
+    #if defined(__GNUC__) && !defined(__clang__)
+    __attribute__((optimize("no-tree-vectorize")))
+    #endif
+    static void cim_lookup(float* out, Py_ssize_t count, const float* table,
+                           const int32_t* code_zero, const int32_t* signed_code) {
+        for (Py_ssize_t i = 0; i < count; i++) out[i] = table[code_zero[i] + signed_code[i]];
+    }
+    """
+    uint64_t cim_mix64(uint64_t z) nogil
+    const uint64_t CIM_GOLDEN_GAMMA
+    void cim_lookup(float* out, Py_ssize_t count, const float* table,
+                    const int32_t* code_zero, const int32_t* signed_code) nogil
+
+
+# Per-column settings repeated over one chunk: element i is column i % M.
+cdef struct Tiled:
+    float* post_gain
+    float* offset
+    float* sign_threshold
+    float* inl_c0
+    float* inl_c1
+    int32_t* code_zero  # index of the column ADC's code-0 entry in the flat correction table
+
+
+cdef enum:
+    CHUNK_CONVERSIONS = 1024
+
+
+cdef inline void _noise(
+    float* noise, Py_ssize_t count, uint64_t first, uint64_t key, const float* table, float sigma
+) noexcept nogil:
+    """sigma * draws first .. first+count-1 of the stream ``key`` (see noise.py).
+
+    Draw n is lane n % 4 of hash n // 4; whole groups of four share one hash.
+    """
+    cdef Py_ssize_t i = 0
+    cdef uint64_t n, h
+    while i < count and (first + i) & 3:
+        n = first + i
+        h = cim_mix64(key + ((n >> 2) + 1) * CIM_GOLDEN_GAMMA)
+        noise[i] = sigma * table[(h >> ((n & 3) * 16)) & 0xFFFF]
+        i += 1
+    while i + 4 <= count:
+        h = cim_mix64(key + (((first + i) >> 2) + 1) * CIM_GOLDEN_GAMMA)
+        noise[i] = sigma * table[h & 0xFFFF]
+        noise[i + 1] = sigma * table[(h >> 16) & 0xFFFF]
+        noise[i + 2] = sigma * table[(h >> 32) & 0xFFFF]
+        noise[i + 3] = sigma * table[h >> 48]
+        i += 4
+    while i < count:
+        n = first + i
+        h = cim_mix64(key + ((n >> 2) + 1) * CIM_GOLDEN_GAMMA)
+        noise[i] = sigma * table[(h >> ((n & 3) * 16)) & 0xFFFF]
+        i += 1
+
+
+cdef inline void _transfer(
+    const float* analog, const float* noise, Py_ssize_t count, const Tiled* c,
+    float pre_scale, float compression, float inv_levels, float max_code,
+    int32_t* signed_code, int32_t* positive,
+) noexcept nogil:
+    """ADC input, sign decision and INL-bent magnitude code (branch-free, vectorisable)."""
+    cdef const float* post_gain = c.post_gain
+    cdef const float* offset = c.offset
+    cdef const float* sign_threshold = c.sign_threshold
+    cdef const float* inl_c0 = c.inl_c0
+    cdef const float* inl_c1 = c.inl_c1
+    cdef float zero = 0.0, one = 1.0, half = 0.5
+    cdef float u, x, mag, y, r
+    cdef int32_t code, pos
+    cdef Py_ssize_t i
+    for i in range(count):
+        u = analog[i] * pre_scale
+        u = u / (one + compression * fabsf(u))
+        x = u * post_gain[i] + offset[i]
+        x = x + noise[i]
+        pos = (x + sign_threshold[i]) >= zero
+        mag = x if pos else -x
+        y = mag * inv_levels
+        y = y if y > zero else zero
+        y = y if y < one else one
+        r = mag + y * (one - y) * (inl_c0[i] + inl_c1[i] * y) + half
+        r = r if r > zero else zero
+        r = r if r < max_code else max_code
+        code = <int32_t>r
+        signed_code[i] = code if pos else -code
+        positive[i] = pos
+
+
+cdef inline void _accumulate_signed(
+    double* acc, Py_ssize_t count, const int32_t* signed_code, const uint8_t* live,
+    const int32_t* code_zero, const float* correction, float* corrected,
+) noexcept nogil:
+    """Add each live conversion's value (corrected if a table is given) to ``acc``."""
+    cdef Py_ssize_t i
+    cdef float zero = 0.0
+    if correction != NULL:
+        cim_lookup(corrected, count, correction, code_zero, signed_code)
+        for i in range(count):
+            acc[i] += corrected[i] if live[i] else zero
+    else:
+        for i in range(count):
+            acc[i] += <float>signed_code[i] if live[i] else zero
+
+
+cdef inline int64_t _accumulate_fused(
+    double* acc, Py_ssize_t count, const int32_t* signed_code, const int32_t* positive,
+    const uint8_t* live, const int32_t* code_zero, const float* correction, float* corrected,
+) noexcept nogil:
+    """Fused ReLU: add positive live conversions, clipped at 0; return the sign-only count."""
+    cdef Py_ssize_t i
+    cdef float value, zero = 0.0
+    cdef int64_t sign_only = 0
+    for i in range(count):
+        sign_only += live[i] & (1 - positive[i])
+    if correction != NULL:
+        cim_lookup(corrected, count, correction, code_zero, signed_code)
+        for i in range(count):
+            value = corrected[i] if corrected[i] > zero else zero
+            acc[i] += value if live[i] & positive[i] else zero
+    else:
+        for i in range(count):
+            acc[i] += <float>signed_code[i] if live[i] & positive[i] else zero
+    return sign_only
+
+
+cdef Tiled _tile(
+    Py_ssize_t span, Py_ssize_t columns, const float* post_gain, const float* offset,
+    const float* sign_threshold, const float* inl_c0, const float* inl_c1,
+    const int32_t* adc_of_column, Py_ssize_t table_stride, int max_code,
+) noexcept nogil:
+    cdef Tiled c
+    cdef Py_ssize_t i, m
+    c.post_gain = <float*>malloc(span * sizeof(float))
+    c.offset = <float*>malloc(span * sizeof(float))
+    c.sign_threshold = <float*>malloc(span * sizeof(float))
+    c.inl_c0 = <float*>malloc(span * sizeof(float))
+    c.inl_c1 = <float*>malloc(span * sizeof(float))
+    c.code_zero = <int32_t*>malloc(span * sizeof(int32_t))
+    for i in range(span):
+        m = i % columns
+        c.post_gain[i] = post_gain[m]
+        c.offset[i] = offset[m]
+        c.sign_threshold[i] = sign_threshold[m]
+        c.inl_c0[i] = inl_c0[m]
+        c.inl_c1[i] = inl_c1[m]
+        c.code_zero[i] = <int32_t>(adc_of_column[m] * table_stride + max_code)
+    return c
+
+
+cdef void _free_tiled(Tiled* c) noexcept nogil:
+    free(c.post_gain)
+    free(c.offset)
+    free(c.sign_threshold)
+    free(c.inl_c0)
+    free(c.inl_c1)
+    free(c.code_zero)
+
+
+# BLAS sgemm, Fortran interface (column-major), as exported by MKL and scipy's OpenBLAS.
+ctypedef void (*sgemm_t)(
+    const char* transa, const char* transb, const int* m, const int* n, const int* k,
+    const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+    const float* beta, float* c, const int* ldc,
+) noexcept nogil
+
+cdef extern from "stdlib.h":
+    void* aligned_alloc(size_t alignment, size_t size) nogil
+
+
+cdef inline void* _aligned(size_t size) noexcept nogil:
+    """64-byte aligned block: the same alignment on every call keeps sgemm reproducible."""
+    return aligned_alloc(64, ((size + 63) // 64) * 64)
+
+
+cdef enum:
+    ROWS_PER_BYTE_COUNT = 31  # 31 rows * 8 ones fit a uint8 counter
+
+
+cdef inline uint32_t _ones(uint8_t v) noexcept nogil:
+    """Bits set in a byte, branch-free so the loop around it vectorises."""
+    v = v - ((v >> 1) & 0x55)
+    v = (v & 0x33) + ((v >> 2) & 0x33)
+    return (v + (v >> 4)) & 0x0F
+
+
+cdef void _pack_rows(
+    const int8_t* codes, Py_ssize_t rows, Py_ssize_t width, float* values, uint32_t* ones,
+    uint8_t* group_ones,
+) noexcept nogil:
+    """float32 copy of int8 rows; adds each input row k's ones to ``ones`` (uint8 per 31 rows)."""
+    cdef Py_ssize_t group, start, b, k
+    cdef const uint8_t* src
+    cdef float* dst
+    for group in range((rows + ROWS_PER_BYTE_COUNT - 1) // ROWS_PER_BYTE_COUNT):
+        start = group * ROWS_PER_BYTE_COUNT
+        for k in range(width):
+            group_ones[k] = 0
+        for b in range(start, min(rows, start + ROWS_PER_BYTE_COUNT)):
+            src = <const uint8_t*>(codes + b * width)
+            dst = values + b * width
+            for k in range(width):
+                dst[k] = <float>(<int8_t>src[k])
+                group_ones[k] += _ones(src[k])
+        for k in range(width):
+            ones[k] += group_ones[k]
+
+
+cdef void _gemm_segments(
+    sgemm_t gemm, const float* x, int rows, int width, const float* weights, int columns,
+    const int32_t* bounds, const uint8_t* segment_live, Py_ssize_t segments, float* analog,
+) noexcept nogil:
+    """(S, rows, M) partial sums of row-major x (rows, K) and weights (K, M), one sgemm per segment.
+
+    Row-major C = X W is column-major C^T = W^T X^T, so W goes first. Empty segments are 0.
+    """
+    cdef char no_transpose = b"N"
+    cdef float one = 1.0, zero = 0.0
+    cdef int depth
+    cdef Py_ssize_t s, i
+    cdef float* out
+    for s in range(segments):
+        out = analog + s * rows * columns
+        if segment_live[s]:
+            depth = bounds[2 * s + 1] - bounds[2 * s]
+            gemm(
+                &no_transpose, &no_transpose, &columns, &rows, &depth, &one,
+                weights + bounds[2 * s] * columns, &columns, x + bounds[2 * s], &width,
+                &zero, out, &columns,
+            )
+        else:
+            for i in range(rows * columns):
+                out[i] = 0.0
+
+
+# What one call converts and how: built once, read by every thread.
+cdef struct Conversion:
+    Tiled tiled
+    const uint8_t* live  # (S, span) active flags tiled like the settings
+    const float* correction  # flat (adcs, 2*max_code+1) table, or NULL for raw codes
+    const float* normal_table
+    Py_ssize_t columns
+    Py_ssize_t segments
+    Py_ssize_t chunk_rows
+    Py_ssize_t total_vectors
+    float pre_scale
+    float compression
+    float inv_levels
+    float max_code
+    float noise_sigma
+    uint64_t noise_key
+    double lsb
+    bint fused
+    bint digital_relu
+
+
+cdef int64_t _convert_block(
+    const Conversion* cv, const float* analog, Py_ssize_t rows, Py_ssize_t first_vector, double* out,
+    float* noise, int32_t* signed_code, int32_t* positive, float* corrected,
+) noexcept nogil:
+    """Convert (S, rows, M) partial sums of vectors first_vector.. into ``out`` (rows, M).
+
+    Conversion (s, b, m) of the call uses noise draw (s * total_vectors + b) * M + m, so
+    results do not depend on blocks or threads. The last four arguments are the thread's
+    chunk-sized scratch buffers; ``noise`` must hold zeros when the call has no noise.
+    Returns the sign-only count.
+    """
+    cdef Py_ssize_t columns = cv.columns, span = cv.chunk_rows * cv.columns
+    cdef Py_ssize_t chunk, first, count, s, i
+    cdef int64_t sign_only = 0
+    cdef double* acc
+    cdef double result
+    for chunk in range((rows + cv.chunk_rows - 1) // cv.chunk_rows):
+        first = chunk * cv.chunk_rows
+        count = min(cv.chunk_rows, rows - first) * columns
+        acc = out + first * columns
+        for i in range(count):
+            acc[i] = 0.0
+        for s in range(cv.segments):
+            if cv.noise_sigma > 0:
+                _noise(
+                    noise, count, <uint64_t>((s * cv.total_vectors + first_vector + first) * columns),
+                    cv.noise_key, cv.normal_table, cv.noise_sigma,
+                )
+            _transfer(
+                analog + (s * rows + first) * columns, noise, count, &cv.tiled,
+                cv.pre_scale, cv.compression, cv.inv_levels, cv.max_code, signed_code, positive,
+            )
+            if cv.fused:
+                sign_only += _accumulate_fused(
+                    acc, count, signed_code, positive, cv.live + s * span, cv.tiled.code_zero,
+                    cv.correction, corrected,
+                )
+            else:
+                _accumulate_signed(
+                    acc, count, signed_code, cv.live + s * span, cv.tiled.code_zero, cv.correction,
+                    corrected,
+                )
+        for i in range(count):
+            result = acc[i] * cv.lsb
+            acc[i] = 0.0 if cv.digital_relu and result < 0.0 else result
+    return sign_only
+
+
+cdef uint8_t* _segment_live(const uint8_t[:, ::1] active):
+    cdef uint8_t* live = <uint8_t*>calloc(active.shape[0], 1)
+    cdef Py_ssize_t s, m
+    for s in range(active.shape[0]):
+        for m in range(active.shape[1]):
+            live[s] |= active[s, m]
+    return live
+
+
+def partial_sums(
+    size_t gemm_address,
+    const int8_t[:, ::1] codes,
+    const float[:, ::1] weights,
+    const int32_t[:, ::1] bounds,
+    const uint8_t[:, ::1] active,
+    Py_ssize_t block_rows,
+    float[:, :, ::1] analog,
+):
+    """(S, B, M) partial sums into ``analog``, computed exactly as :func:`simulate` computes them.
+
+    For the numpy reference: the same blocks and sgemm calls, so both backends convert
+    bit-identical values.
+    """
+    cdef sgemm_t gemm = <sgemm_t>gemm_address
+    cdef Py_ssize_t batch = codes.shape[0], width = codes.shape[1], columns = weights.shape[1]
+    cdef Py_ssize_t segments = bounds.shape[0]
+    cdef Py_ssize_t blocks = (batch + block_rows - 1) // block_rows
+    cdef uint8_t* segment_live = _segment_live(active)
+    cdef Py_ssize_t blk, first, rows, s
+    cdef float* values = NULL
+    cdef float* block_sums = NULL
+    cdef uint32_t* ones = NULL
+    cdef uint8_t* group_ones = NULL
+    with nogil, parallel():
+        values = <float*>_aligned(block_rows * width * sizeof(float))
+        block_sums = <float*>_aligned(segments * block_rows * columns * sizeof(float))
+        ones = <uint32_t*>calloc(width, sizeof(uint32_t))
+        group_ones = <uint8_t*>malloc(width)
+        for blk in prange(blocks, schedule="dynamic"):
+            first = blk * block_rows
+            rows = min(block_rows, batch - first)
+            _pack_rows(&codes[first, 0], rows, width, values, ones, group_ones)
+            _gemm_segments(
+                gemm, values, <int>rows, <int>width, &weights[0, 0], <int>columns, &bounds[0, 0],
+                segment_live, segments, block_sums,
+            )
+            for s in range(segments):
+                memcpy(&analog[s, first, 0], block_sums + s * rows * columns, rows * columns * sizeof(float))
+        free(values)
+        free(block_sums)
+        free(ones)
+        free(group_ones)
+    free(segment_live)
+
+
+def simulate(
+    size_t gemm_address,
+    const int8_t[:, ::1] codes,
+    const float[:, ::1] weights,
+    const int32_t[:, ::1] bounds,
+    const uint8_t[:, ::1] active,
+    const float[::1] post_gain,
+    const float[::1] offset,
+    const float[::1] sign_threshold,
+    const float[::1] inl_c0,
+    const float[::1] inl_c1,
+    const int32_t[::1] adc_of_column,
+    const float[:, ::1] correction,
+    const float[::1] normal_table,
+    float pre_scale,
+    float compression,
+    float inv_levels,
+    int max_code,
+    double lsb,
+    float noise_sigma,
+    uint64_t noise_key,
+    bint fused,
+    bint digital_relu,
+    Py_ssize_t block_rows,
+    double[:, ::1] out,
+    int64_t[::1] ones_per_row,
+):
+    """One layer call: int8 codes (B, K) -> ``out`` (B, M); returns the sign-only count.
+
+    Each thread takes whole blocks of ``block_rows`` input vectors and runs them start to
+    end with no synchronisation: pack (int8 -> float32, input ones), one sgemm per
+    segment (``bounds`` holds [lo, hi) rows of each), then conversion in chunks. Input
+    ones per row are added to ``ones_per_row``. ``correction`` is (adcs, 2*max_code+1) or
+    empty (0, 0) for raw codes. B must stay below 2**29 (uint32 ones per thread).
+    """
+    cdef sgemm_t gemm = <sgemm_t>gemm_address
+    cdef Py_ssize_t batch = codes.shape[0], width = codes.shape[1], columns = weights.shape[1]
+    cdef Py_ssize_t segments = bounds.shape[0]
+    if batch >= 1 << 29:
+        raise ValueError(f"simulate at most 2**29 vectors per call; got {batch}")
+    cdef Conversion cv
+    cv.columns = columns
+    cv.segments = segments
+    cv.chunk_rows = max(1, CHUNK_CONVERSIONS // columns)
+    cv.total_vectors = batch
+    cv.pre_scale = pre_scale
+    cv.compression = compression
+    cv.inv_levels = inv_levels
+    cv.max_code = <float>max_code
+    cv.noise_sigma = noise_sigma
+    cv.noise_key = noise_key
+    cv.lsb = lsb
+    cv.fused = fused
+    cv.digital_relu = digital_relu
+    cv.normal_table = &normal_table[0]
+    cv.correction = &correction[0, 0] if correction.shape[0] > 0 else NULL
+    cdef Py_ssize_t span = cv.chunk_rows * columns
+    cv.tiled = _tile(
+        span, columns, &post_gain[0], &offset[0], &sign_threshold[0], &inl_c0[0], &inl_c1[0],
+        &adc_of_column[0], correction.shape[1], max_code,
+    )
+    cdef uint8_t* live = <uint8_t*>malloc(segments * span)
+    cdef Py_ssize_t s, i, k, t
+    for s in range(segments):
+        for i in range(span):
+            live[s * span + i] = active[s, i % columns]
+    cv.live = live
+    cdef uint8_t* segment_live = _segment_live(active)
+    cdef int threads = openmp.omp_get_max_threads()
+    cdef uint32_t* ones = <uint32_t*>calloc(threads * width, sizeof(uint32_t))
+
+    cdef Py_ssize_t blocks = (batch + block_rows - 1) // block_rows
+    cdef Py_ssize_t blk, first, rows, j = 0
+    cdef int64_t sign_only = 0
+    cdef float* noise = NULL
+    cdef int32_t* signed_code = NULL
+    cdef int32_t* positive = NULL
+    cdef float* corrected = NULL
+    cdef float* values = NULL
+    cdef float* block_sums = NULL
+    cdef uint8_t* group_ones = NULL
+    with nogil, parallel(num_threads=threads):
+        values = <float*>_aligned(block_rows * width * sizeof(float))
+        block_sums = <float*>_aligned(segments * block_rows * columns * sizeof(float))
+        group_ones = <uint8_t*>malloc(width)
+        noise = <float*>malloc(span * sizeof(float))
+        signed_code = <int32_t*>malloc(span * sizeof(int32_t))
+        positive = <int32_t*>malloc(span * sizeof(int32_t))
+        corrected = <float*>malloc(span * sizeof(float))
+        for j in range(span):
+            noise[j] = 0.0  # stays 0 without noise: adding +0 changes no decision or code
+        for blk in prange(blocks, schedule="dynamic"):
+            first = blk * block_rows
+            rows = min(block_rows, batch - first)
+            _pack_rows(
+                &codes[first, 0], rows, width, values,
+                ones + openmp.omp_get_thread_num() * width, group_ones,
+            )
+            _gemm_segments(
+                gemm, values, <int>rows, <int>width, &weights[0, 0], <int>columns, &bounds[0, 0],
+                segment_live, segments, block_sums,
+            )
+            sign_only += _convert_block(
+                &cv, block_sums, rows, first, &out[first, 0], noise, signed_code, positive, corrected
+            )
+        free(values)
+        free(block_sums)
+        free(group_ones)
+        free(noise)
+        free(signed_code)
+        free(positive)
+        free(corrected)
+    for t in range(threads):
+        for k in range(width):
+            ones_per_row[k] += ones[t * width + k]
+    free(ones)
+    free(segment_live)
+    free(live)
+    _free_tiled(&cv.tiled)
+    return sign_only

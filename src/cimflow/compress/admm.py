@@ -1,0 +1,456 @@
+"""Progressive ADMM pruning and ADMM quantization through the shared training loop.
+
+Per constrained layer, ADMM solves min f(W) s.t. W = Z, Z in S with the scaled
+augmented Lagrangian f(W) + rho/2 ||W - Z + U||^2 (arXiv 1812.11677, 1903.09769).
+A *period* trains W with that penalty (one ``train`` call, so the LR schedule restarts
+each period), then sets Z = proj_S(W + U), U = U + W - Z and rho *= rho_growth.
+Growing rho drives W onto S; a hard projection at the end of each stage makes the
+model feasible and masked retraining recovers the accuracy.
+
+Pruning runs in progressive steps of rising ratios: each step starts from the previous
+hard-pruned model and searches only among its surviving weights. Quantization keeps
+0 for pruned weights and snaps the rest to {±1..±M}·q, then retrains while freezing
+snapped weights progressively, nearest to their level first.
+
+Masks are kept explicitly rather than through torch.nn.utils.prune's
+``weight_orig * weight_mask`` reparametrisation: a frozen quantized weight is held at a
+nonzero level, which a multiplicative mask cannot express, and a plain ``weight``
+keeps the model's state_dict the one every other stage saves, loads and exports.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import Tensor, nn
+
+from cimflow.compress.projections import (
+    Granularity,
+    dequantize,
+    layer_codes,
+    prune_mask,
+    prune_projection,
+    quantize,
+    quantize_projection,
+    top_k_mask,
+)
+from cimflow.config import ParamsError, TrainParams
+from cimflow.data.split import Split
+from cimflow.preprocess import Preprocessor
+from cimflow.train import Hook, TrainState, evaluate_model, select_device, train
+
+
+class _Strict(BaseModel):
+    """Same contract as cimflow.config: every value comes from params.yaml, none defaulted."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+LearningRate = Annotated[float, Field(gt=0.0, le=10.0)]
+PruneRatio = Annotated[float, Field(ge=0.0, lt=1.0)]
+WeightBits = Annotated[int, Field(ge=1, le=8)]
+FreezeFraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class AdmmSchedule(_Strict):
+    """One ADMM stage: ``periods`` W-steps of ``period_epochs`` epochs at ``lr``, rho growing after each."""
+
+    periods: PositiveInt
+    period_epochs: PositiveInt
+    lr: LearningRate
+    rho: Annotated[float, Field(gt=0.0)]
+    rho_growth: Annotated[float, Field(ge=1.0)]
+
+
+class Retrain(_Strict):
+    """Masked retraining after each progressive step's hard projection."""
+
+    epochs: PositiveInt
+    lr: LearningRate
+
+
+class AdmmStep(_Strict):
+    """Pruning targets of one progressive step: layer name -> fraction of its weights zeroed."""
+
+    ratios: Annotated[dict[str, PruneRatio], Field(min_length=1)]
+
+
+class AdmmPruneParams(_Strict):
+    """Progressive ADMM pruning: every step runs the same ADMM schedule and retraining."""
+
+    granularity: Literal["unstructured", "filter"]
+    admm: AdmmSchedule
+    retrain: Retrain
+    steps: Annotated[list[AdmmStep], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _steps_tighten_the_same_layers(self) -> AdmmPruneParams:
+        first = self.steps[0].ratios
+        for i, (before, after) in enumerate(zip(self.steps, self.steps[1:]), start=1):
+            if set(after.ratios) != set(first):
+                raise ValueError(
+                    f"steps[{i}] names layers {sorted(after.ratios)}, steps[0] names {sorted(first)}"
+                )
+            for layer, ratio in after.ratios.items():
+                if ratio < before.ratios[layer]:
+                    raise ValueError(
+                        f"steps[{i}].ratios.{layer} = {ratio} is below steps[{i - 1}] "
+                        f"({before.ratios[layer]}): progressive ratios must not decrease"
+                    )
+        return self
+
+
+class Freeze(_Strict):
+    """Quantized retraining: after round r, ``fractions[r]`` of each layer's weights sit frozen on a level."""
+
+    fractions: Annotated[list[FreezeFraction], Field(min_length=1)]
+    epochs: PositiveInt
+    lr: LearningRate
+
+    @model_validator(mode="after")
+    def _fractions_rise_to_one(self) -> Freeze:
+        if any(b <= a for a, b in zip(self.fractions, self.fractions[1:])):
+            raise ValueError(f"fractions must increase strictly, got {self.fractions}")
+        if self.fractions[-1] != 1.0:
+            raise ValueError(f"fractions must end at 1.0 so every weight is quantized, got {self.fractions}")
+        return self
+
+
+class AdmmQuantizeParams(_Strict):
+    """ADMM quantization to ``bits`` per layer (1 = binary), then progressive freezing."""
+
+    bits: Annotated[dict[str, WeightBits], Field(min_length=1)]
+    admm: AdmmSchedule
+    freeze: Freeze
+
+
+Row = dict[str, float | int | str]
+
+
+@dataclass
+class PruneResult:
+    """Per-layer keep masks (bool, True = kept) and one table row per layer and event.
+
+    Columns: step, phase ("admm" after each period's Z/U update, "hard_prune" or
+    "prune" after the projection, "retrain"), period (0 outside ADMM), layer,
+    target_ratio, nonzeros, total, rho (NaN outside ADMM), test_accuracy,
+    primal_residual (||W - Z|| / ||W||; for a projection, the share it removed),
+    epochs (cumulative training epochs).
+    """
+
+    masks: dict[str, np.ndarray]
+    rows: list[Row]
+
+
+@dataclass
+class QuantizeResult:
+    """Per-layer int8 codes (0 = pruned) and float32 scales: weight = code * scale, exactly.
+
+    Rows as in :class:`PruneResult` with bits and frozen_fraction instead of
+    target_ratio; phase is "admm" (step 0) or "freeze" (step = freeze round), and a
+    freeze row's primal_residual is the distance of W to its levels.
+    """
+
+    codes: dict[str, np.ndarray]
+    scales: dict[str, float]
+    rows: list[Row]
+
+
+def constrained_layers(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Conv2d | nn.Linear]:
+    """The named Conv2d/Linear modules, or a ParamsError listing the valid names."""
+    modules = dict(model.named_modules())
+    valid = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    layers = {}
+    for name in names:
+        if name not in valid:
+            raise ParamsError(
+                f"layer {name!r} is not a Conv2d or Linear of {type(model).__name__} (layers: {', '.join(valid)})"
+            )
+        layers[name] = modules[name]
+    return layers
+
+
+def count_weights(model: nn.Module) -> tuple[int, int]:
+    """(nonzero, total) over every Conv2d/Linear weight: the denominator of the compression rate."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(int(torch.count_nonzero(w)) for w in weights), sum(w.numel() for w in weights)
+
+
+@dataclass
+class PhaseTrainer:
+    """Runs training phases on fixed data: each call restarts the LR schedule with a fresh seed."""
+
+    model: nn.Module
+    train_split: Split
+    test_split: Split
+    prep: Preprocessor
+    base: TrainParams
+    seed: int
+    device: torch.device | None = None
+    epochs_done: int = field(default=0, init=False)
+    _calls: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.device = self.device or select_device()
+        self.model.to(self.device)
+
+    def train(self, epochs: int, lr: float, hooks: Sequence[Hook]) -> float:
+        """Train ``epochs`` epochs at peak ``lr`` (no warmup); return the final test accuracy."""
+        params = self.base.model_copy(update={"epochs": epochs, "lr": lr, "warmup_epochs": 0})
+        history = train(self.model, self.train_split.images, self.train_split.labels, self.test_split.images,
+                        self.test_split.labels, self.prep, params, self.seed + self._calls, hooks, self.device)
+        self._calls += 1
+        self.epochs_done += epochs
+        return history[-1]["test_accuracy"]
+
+    def evaluate(self) -> float:
+        _, accuracy, _ = evaluate_model(self.model, self.test_split.images, self.test_split.labels, self.prep,
+                                        1000, self.device)
+        return accuracy
+
+
+class HoldWeights(Hook):
+    """Keep every entry outside ``trainable`` at the value it had when training started.
+
+    Zeroing their gradients is the masked retraining of the papers; writing the held
+    values back after each step makes it exact, because weight decay and momentum
+    would still move them (a frozen quantized weight is not zero).
+    """
+
+    def __init__(self, layers: Mapping[str, nn.Module], trainable: Mapping[str, Tensor]) -> None:
+        self.layers = dict(layers)
+        self.trainable = dict(trainable)
+        self.held: dict[str, Tensor] = {}
+
+    def on_train_start(self, state: TrainState) -> None:
+        for name, layer in self.layers.items():
+            self.trainable[name] = self.trainable[name].to(layer.weight.device)
+            self.held[name] = layer.weight.detach().clone()
+
+    def after_backward(self, state: TrainState) -> None:
+        for name, layer in self.layers.items():
+            if layer.weight.grad is not None:
+                layer.weight.grad.mul_(self.trainable[name])
+
+    @torch.no_grad()
+    def after_step(self, state: TrainState) -> None:
+        for name, layer in self.layers.items():
+            layer.weight.copy_(torch.where(self.trainable[name], layer.weight, self.held[name]))
+
+
+Projection = Callable[[Tensor], Tensor]
+
+
+class Admm(Hook):
+    """Scaled-form ADMM state (Z, U, rho) per layer; as a hook it adds the W-step penalty."""
+
+    def __init__(self, layers: Mapping[str, nn.Module], projections: Mapping[str, Projection], rho: float,
+                 rho_growth: float) -> None:
+        self.layers = dict(layers)
+        self.projections = dict(projections)
+        self.rho = rho
+        self.rho_growth = rho_growth
+        with torch.no_grad():
+            self.z = {n: self.projections[n](m.weight.detach()) for n, m in self.layers.items()}
+        self.u = {n: torch.zeros_like(z) for n, z in self.z.items()}
+
+    def on_train_start(self, state: TrainState) -> None:
+        for name, layer in self.layers.items():
+            self.z[name] = self.z[name].to(layer.weight.device)
+            self.u[name] = self.u[name].to(layer.weight.device)
+
+    def extra_loss(self, state: TrainState, logits: Tensor, targets: Tensor) -> Tensor:
+        return sum(0.5 * self.rho * (m.weight - self.z[n] + self.u[n]).pow(2).sum() for n, m in self.layers.items())
+
+    @torch.no_grad()
+    def update(self) -> dict[str, float]:
+        """Z = proj(W + U), U += W - Z, rho *= growth; returns ||W - Z|| / ||W|| per layer."""
+        residuals = {}
+        for name, layer in self.layers.items():
+            w = layer.weight.detach()
+            self.z[name] = self.projections[name](w + self.u[name])
+            self.u[name] += w - self.z[name]
+            residuals[name] = _relative_norm(w - self.z[name], w)
+        self.rho *= self.rho_growth
+        return residuals
+
+
+@dataclass(frozen=True)
+class PeriodRecord:
+    """What one ADMM period leaves for the table."""
+
+    period: int
+    rho: float
+    test_accuracy: float
+    residuals: dict[str, float]
+    epochs_done: int
+
+
+def run_admm(trainer: PhaseTrainer, layers: Mapping[str, nn.Module], projections: Mapping[str, Projection],
+             schedule: AdmmSchedule, trainable: Mapping[str, Tensor], label: str) -> list[PeriodRecord]:
+    """One ADMM stage; entries outside ``trainable`` (earlier prunings) stay fixed throughout."""
+    admm = Admm(layers, projections, schedule.rho, schedule.rho_growth)
+    records = []
+    for period in range(1, schedule.periods + 1):
+        rho = admm.rho
+        accuracy = trainer.train(schedule.period_epochs, schedule.lr, [admm, HoldWeights(layers, trainable)])
+        residuals = admm.update()
+        records.append(PeriodRecord(period, rho, accuracy, residuals, trainer.epochs_done))
+        gaps = " ".join(f"{n} {r:.3g}" for n, r in residuals.items())
+        print(f"{label} period {period}/{schedule.periods}: rho {rho:.3g} test {accuracy:.4f} "
+              f"||W-Z||/||W|| {gaps}", file=sys.stderr, flush=True)
+    return records
+
+
+def _relative_norm(difference: Tensor, reference: Tensor) -> float:
+    return float(difference.norm() / reference.norm().clamp_min(torch.finfo(reference.dtype).tiny))
+
+
+def keep_all(layers: Mapping[str, nn.Module]) -> dict[str, Tensor]:
+    """Masks that keep every weight: the start of a pruning run."""
+    return {n: torch.ones_like(m.weight, dtype=torch.bool) for n, m in layers.items()}
+
+
+def _prune_row(step: int, phase: str, period: int, name: str, layer: nn.Module, ratio: float, rho: float,
+               accuracy: float, residual: float, epochs_done: int) -> Row:
+    return {"step": step, "phase": phase, "period": period, "layer": name, "target_ratio": ratio,
+            "nonzeros": int(torch.count_nonzero(layer.weight)), "total": layer.weight.numel(), "rho": rho,
+            "test_accuracy": accuracy, "primal_residual": residual, "epochs": epochs_done}
+
+
+def prune_and_retrain(trainer: PhaseTrainer, layers: Mapping[str, nn.Module], allowed: dict[str, Tensor],
+                      ratios: Mapping[str, float], granularity: Granularity, retrain: Retrain, step: int,
+                      prune_phase: str) -> tuple[dict[str, Tensor], list[Row]]:
+    """Hard-prune each layer to its ratio by magnitude among ``allowed``, then retrain with the masks.
+
+    Returns the new masks and the table rows; the prune rows' residual is
+    ||W - proj(W)|| / ||W||, the part of the weights the projection removed.
+    """
+    masks, removed = {}, {}
+    with torch.no_grad():
+        for name, layer in layers.items():
+            w = layer.weight
+            masks[name] = prune_mask(w, ratios[name], granularity, allowed[name])
+            removed[name] = _relative_norm(torch.where(masks[name], 0.0, w), w)
+            w.masked_fill_(~masks[name], 0.0)
+    accuracy = trainer.evaluate()
+    rows = [_prune_row(step, prune_phase, 0, n, m, ratios[n], math.nan, accuracy, removed[n], trainer.epochs_done)
+            for n, m in layers.items()]
+    print(f"step {step} {prune_phase}: test {accuracy:.4f} {_rate_text(trainer.model)}", file=sys.stderr, flush=True)
+    accuracy = trainer.train(retrain.epochs, retrain.lr, [HoldWeights(layers, masks)])
+    rows += [_prune_row(step, "retrain", 0, n, m, ratios[n], math.nan, accuracy, 0.0, trainer.epochs_done)
+             for n, m in layers.items()]
+    print(f"step {step} retrain: test {accuracy:.4f}", file=sys.stderr, flush=True)
+    return masks, rows
+
+
+def _rate_text(model: nn.Module) -> str:
+    nonzero, total = count_weights(model)
+    return f"conv+fc weights {nonzero}/{total} nonzero ({total / max(nonzero, 1):.1f}x)"
+
+
+def admm_prune(model: nn.Module, train_split: Split, test_split: Split, prep: Preprocessor, base: TrainParams,
+               params: AdmmPruneParams, seed: int, device: torch.device | None = None) -> PruneResult:
+    """Progressive ADMM pruning of ``model`` in place; ``base`` supplies batch, momentum, decay, schedule."""
+    trainer = PhaseTrainer(model, train_split, test_split, prep, base, seed, device)
+    layers = constrained_layers(model, params.steps[0].ratios)
+    allowed, rows = keep_all(layers), []
+    for step, targets in enumerate(params.steps, start=1):
+        projections = {n: functools.partial(prune_projection, ratio=targets.ratios[n],
+                                            granularity=params.granularity, allowed=allowed[n]) for n in layers}
+        label = f"admm prune step {step}/{len(params.steps)}"
+        for record in run_admm(trainer, layers, projections, params.admm, allowed, label):
+            rows += [_prune_row(step, "admm", record.period, n, m, targets.ratios[n], record.rho,
+                                record.test_accuracy, record.residuals[n], record.epochs_done)
+                     for n, m in layers.items()]
+        allowed, step_rows = prune_and_retrain(trainer, layers, allowed, targets.ratios, params.granularity,
+                                               params.retrain, step, "hard_prune")
+        rows += step_rows
+    return PruneResult({n: m.cpu().numpy() for n, m in allowed.items()}, rows)
+
+
+def _quantize_row(phase: str, step: int, period: int, name: str, layer: nn.Module, bits: int, frozen: float,
+                  rho: float, accuracy: float, residual: float, epochs_done: int) -> Row:
+    return {"step": step, "phase": phase, "period": period, "layer": name, "bits": bits, "frozen_fraction": frozen,
+            "nonzeros": int(torch.count_nonzero(layer.weight)), "total": layer.weight.numel(), "rho": rho,
+            "test_accuracy": accuracy, "primal_residual": residual, "epochs": epochs_done}
+
+
+def _freeze_nearest(weight: Tensor, snapped: Tensor, allowed: Tensor, frozen: Tensor, fraction: float) -> Tensor:
+    """Grow ``frozen`` to ``fraction`` of the allowed entries, nearest to their level first; snap them."""
+    target = math.floor(fraction * int(allowed.sum()) + 0.5)
+    free = allowed & ~frozen
+    closeness = torch.where(free, -(weight - snapped).abs(), -math.inf)
+    newly = top_k_mask(closeness, max(target - int(frozen.sum()), 0))
+    weight.copy_(torch.where(newly, snapped, weight))
+    return frozen | newly
+
+
+def admm_quantize(model: nn.Module, train_split: Split, test_split: Split, prep: Preprocessor, base: TrainParams,
+                  params: AdmmQuantizeParams, seed: int, masks: Mapping[str, np.ndarray] | None = None,
+                  device: torch.device | None = None) -> QuantizeResult:
+    """ADMM quantization of ``model`` in place, then progressive freezing onto the levels.
+
+    ``masks`` (from pruning) mark the kept weights; the others are held at 0, the code
+    reserved for them (a layer without a mask keeps all its weights). Each layer's
+    scale is fitted once after ADMM and stays fixed so frozen weights remain on the
+    level set.
+    """
+    trainer = PhaseTrainer(model, train_split, test_split, prep, base, seed, device)
+    layers = constrained_layers(model, params.bits)
+    allowed = _masks_for(layers, masks or {})
+    with torch.no_grad():
+        for name, layer in layers.items():
+            layer.weight.masked_fill_(~allowed[name], 0.0)
+    projections = {n: functools.partial(quantize_projection, bits=params.bits[n], allowed=allowed[n])
+                   for n in layers}
+    rows = []
+    for record in run_admm(trainer, layers, projections, params.admm, allowed, "admm quantize"):
+        rows += [_quantize_row("admm", 0, record.period, n, m, params.bits[n], 0.0, record.rho,
+                               record.test_accuracy, record.residuals[n], record.epochs_done)
+                 for n, m in layers.items()]
+    with torch.no_grad():
+        scales = {n: quantize(m.weight, params.bits[n], allowed[n])[1] for n, m in layers.items()}
+    frozen = {n: torch.zeros_like(a) for n, a in allowed.items()}
+    for round_, fraction in enumerate(params.freeze.fractions, start=1):
+        with torch.no_grad():
+            for name, layer in layers.items():
+                snapped = _snap(layer.weight, scales[name], params.bits[name], allowed[name])
+                frozen[name] = _freeze_nearest(layer.weight, snapped, allowed[name], frozen[name], fraction)
+        trainable = {n: allowed[n] & ~frozen[n] for n in layers}
+        accuracy = trainer.train(params.freeze.epochs, params.freeze.lr, [HoldWeights(layers, trainable)])
+        for name, layer in layers.items():
+            w = layer.weight.detach()
+            gap = _relative_norm(w - _snap(w, scales[name], params.bits[name], allowed[name]), w)
+            share = int(frozen[name].sum()) / max(int(allowed[name].sum()), 1)
+            rows.append(_quantize_row("freeze", round_, 0, name, layer, params.bits[name], share, math.nan,
+                                      accuracy, gap, trainer.epochs_done))
+        print(f"quantize freeze round {round_}/{len(params.freeze.fractions)} ({fraction:.0%} frozen): "
+              f"test {accuracy:.4f}", file=sys.stderr, flush=True)
+    codes = {n: layer_codes(m.weight.detach(), scales[n], params.bits[n], allowed[n]).cpu().numpy()
+             for n, m in layers.items()}
+    return QuantizeResult(codes, scales, rows)
+
+
+def _snap(weight: Tensor, scale: float, bits: int, allowed: Tensor) -> Tensor:
+    return dequantize(layer_codes(weight, scale, bits, allowed), scale, weight.dtype)
+
+
+def _masks_for(layers: Mapping[str, nn.Module], masks: Mapping[str, np.ndarray]) -> dict[str, Tensor]:
+    allowed = keep_all(layers)
+    for name, layer in layers.items():
+        if name in masks:
+            if masks[name].shape != tuple(layer.weight.shape):
+                raise ParamsError(f"mask for layer {name!r} has shape {masks[name].shape}, "
+                                  f"the weight {tuple(layer.weight.shape)}")
+            allowed[name] = torch.as_tensor(masks[name], dtype=torch.bool, device=layer.weight.device)
+    return allowed

@@ -1,0 +1,52 @@
+"""What the CiM stages share: building the simulated chip and running a model on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cimflow import layout
+from cimflow.artifacts import load_table
+from cimflow.cim.calibration import CalibrationTables
+from cimflow.cim.config import MacroConfig
+from cimflow.cim.simulator import CimMacro
+from cimflow.config import CimParams
+from cimflow.data.split import Split
+from cimflow.hardware import LayerPlan, attach_cim, total_counters
+from cimflow.modelio import ModelSpec
+from cimflow.quantize import load_int8
+from cimflow.train import evaluate_model
+
+CPU = torch.device("cpu")
+
+
+def load_calibration() -> CalibrationTables:
+    return CalibrationTables(load_table(layout.CIM_CODES), load_table(layout.CIM_TRIM))
+
+
+def cim_model(
+    int8_path: Path,
+    macro: MacroConfig,
+    cim: CimParams,
+    scales: dict[str, float],
+    calibration: CalibrationTables | None,
+) -> tuple[torch.nn.Module, ModelSpec, dict[str, LayerPlan]]:
+    """A fresh copy of the int8 model routed through one simulated chip."""
+    qmodel, spec = load_int8(int8_path)
+    chip = CimMacro(macro, cim.chip_seed, calibration)
+    plans = attach_cim(qmodel, chip, scales, spec.build().relu_follows(), cim.noise, cim.noise_seed)
+    return qmodel, spec, plans
+
+
+def accuracy_and_counters(
+    model: torch.nn.Module, spec: ModelSpec, plans: dict[str, LayerPlan] | None, data: Split, batch_size: int
+) -> tuple[float, np.ndarray, dict[str, float]]:
+    _, acc, pred = evaluate_model(model, data.images, data.labels, spec.prep, batch_size, CPU)
+    return acc, pred, total_counters(plans) if plans else {}
+
+
+def scales_from_mapping(mapping_path: Path) -> dict[str, float]:
+    table = load_table(mapping_path)
+    return dict(zip(table["layer"], table["full_scale"].astype(float), strict=True))

@@ -1,0 +1,188 @@
+"""CimMacro: exact in ideal mode, backends identical, deterministic, zero weights skipped."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+from test_cim_config import IDEAL, default_config
+
+from cimflow.cim import ChipInstance, CimMacro, calibrate, kernels, simulator
+from cimflow.cim import _kernels as baseline_kernels
+from cimflow.cim.noise import normal_draws, stream_key
+
+# 16-bit ADC with full scale 2**15: one LSB is one integer unit, and |partial sum| of
+# codes in [-15, 15] over <= 128 rows is <= 28800 < 2**15 - 1, so every value is exact.
+EXACT_BITS = 16
+EXACT_FULL_SCALE = 2.0**15
+
+
+def _codes(rng: np.random.Generator, shape: tuple[int, int], bound: int = 128) -> np.ndarray:
+    return rng.integers(-bound, bound, shape).astype(np.int8)
+
+
+def _ideal_macro(backend: str = "cython", **overrides: object) -> CimMacro:
+    return CimMacro(default_config(**IDEAL, adc_bits=EXACT_BITS, **overrides), chip_seed=0, backend=backend)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("k", [1, 57, 128, 129, 300, 512])
+def test_ideal_mode_is_bit_exact_integer_matmul(backend: str, k: int) -> None:
+    rng = np.random.default_rng(k)
+    x, w = _codes(rng, (200, k), 16), _codes(rng, (k, 24), 16)
+    exact = x.astype(np.int64) @ w.astype(np.int64)
+    macro = _ideal_macro(backend)
+    signed, _ = macro.matmul(x, w, EXACT_FULL_SCALE, relu=False, noise=True, rng_seed=1)
+    rectified, _ = macro.matmul(x, w, EXACT_FULL_SCALE, relu=True, noise=True, rng_seed=1)
+    np.testing.assert_array_equal(signed, exact)
+    np.testing.assert_array_equal(rectified, np.maximum(exact, 0))
+
+
+def test_openblas_sgemm_fallback_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without torch's MKL the kernels call scipy's OpenBLAS sgemm instead."""
+    monkeypatch.setattr(simulator, "SGEMM", kernels._scipy_sgemm())
+    rng = np.random.default_rng(2)
+    x, w = _codes(rng, (300, 200), 16), _codes(rng, (200, 12), 16)
+    for backend in ("cython", "numpy"):
+        out, _ = _ideal_macro(backend).matmul(x, w, EXACT_FULL_SCALE, relu=True, noise=False, rng_seed=0)
+        np.testing.assert_array_equal(out, np.maximum(x.astype(np.int64) @ w.astype(np.int64), 0))
+
+
+def test_ideal_mode_is_exact_over_the_full_int8_range() -> None:
+    rng = np.random.default_rng(3)
+    x, w = _codes(rng, (500, 1)), _codes(rng, (1, 8))
+    out, _ = _ideal_macro().matmul(x, w, EXACT_FULL_SCALE, relu=False, noise=False, rng_seed=0)
+    np.testing.assert_array_equal(out, x.astype(np.int64) @ w.astype(np.int64))
+
+
+def test_fused_relu_stops_negative_conversions_after_the_sign() -> None:
+    rng = np.random.default_rng(4)
+    x, w = _codes(rng, (300, 128), 16), _codes(rng, (128, 16), 16)
+    exact = x.astype(np.int64) @ w.astype(np.int64)
+    macro = _ideal_macro()
+    fused, counts = macro.matmul(x, w, EXACT_FULL_SCALE, relu=True, noise=False, rng_seed=0)
+    np.testing.assert_array_equal(fused, np.maximum(exact, 0))
+    assert counts["conversions_sign_only"] == np.count_nonzero(exact < 0)
+    assert counts["conversions_full"] == np.count_nonzero(exact >= 0)
+
+    digital = _ideal_macro(fused_relu=False)
+    unfused, counts = digital.matmul(x, w, EXACT_FULL_SCALE, relu=True, noise=False, rng_seed=0)
+    np.testing.assert_array_equal(unfused, fused)
+    assert counts["conversions_sign_only"] == 0
+
+
+def test_split_layers_convert_signed_and_add_digitally() -> None:
+    rng = np.random.default_rng(5)
+    x, w = _codes(rng, (100, 300), 16), _codes(rng, (300, 8), 16)
+    out, counts = _ideal_macro().matmul(x, w, EXACT_FULL_SCALE, relu=True, noise=False, rng_seed=0)
+    np.testing.assert_array_equal(out, np.maximum(x.astype(np.int64) @ w.astype(np.int64), 0))
+    assert counts["conversions_sign_only"] == 0
+    assert counts["conversions_full"] == counts["accumulations"] == 100 * 3 * 8
+    assert counts["cycles"] == 100 * 3 * 8  # one ADC: one column per cycle
+
+
+def test_all_zero_weight_columns_and_segments_are_skipped() -> None:
+    rng = np.random.default_rng(6)
+    x, w = _codes(rng, (50, 256), 16), _codes(rng, (256, 6), 16)
+    w[:, 1] = 0  # a pruned column: no conversion in either segment
+    w[128:, 4] = 0  # its second segment is empty
+    macro = _ideal_macro(adcs=2)
+    out, counts = macro.matmul(x, w, EXACT_FULL_SCALE, relu=False, noise=True, rng_seed=0)
+    np.testing.assert_array_equal(out, x.astype(np.int64) @ w.astype(np.int64))
+    assert counts["conversions_full"] == 50 * (6 + 6 - 1 - 2)
+    # Column groups of two ADCs: {0,1} {2,3} {4,5}; all active in segment 0 and 1.
+    assert counts["cycles"] == 50 * (3 + 3)
+    w[:, 0] = 0
+    _, counts = macro.matmul(x, w, EXACT_FULL_SCALE, relu=False, noise=True, rng_seed=0)
+    assert counts["cycles"] == 50 * (2 + 2)
+
+
+def _kernel_builds() -> list[str]:
+    builds = ["cimflow.cim._kernels"]
+    builds += [
+        f"cimflow.cim._kernels_{level.replace('-', '_')}"
+        for level in ("x86-64-v3", "x86-64-v4")
+        if baseline_kernels.cpu_supports(level)
+    ]
+    return builds
+
+
+@pytest.mark.parametrize("build", _kernel_builds())
+@pytest.mark.parametrize(("k", "relu"), [(96, True), (96, False), (200, True)])
+@pytest.mark.parametrize("calibrated", [False, True])
+def test_compiled_kernel_matches_numpy_reference(
+    monkeypatch: pytest.MonkeyPatch, build: str, k: int, relu: bool, calibrated: bool
+) -> None:
+    """Every non-ideality on, noise on: same analog sums and draws give identical outputs."""
+    monkeypatch.setattr(simulator, "compiled", importlib.import_module(build))
+    config = default_config(adcs=4, adc_inl_lsb=3.0, charge_sharing_nonlinearity=4.0)
+    tables = calibrate(config, 11) if calibrated else None
+    rng = np.random.default_rng(k)
+    x, w = _codes(rng, (700, k)), _codes(rng, (k, 10))
+    w[:, 2] = 0
+    full_scale = 3.0 * np.sqrt(min(k, 128)) * 74.0**2
+    results = [
+        CimMacro(config, 11, tables, backend).matmul(x, w, full_scale, relu, noise=True, rng_seed=9)
+        for backend in ("cython", "numpy")
+    ]
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]
+
+
+def test_chip_seed_fixes_every_static_error() -> None:
+    config = default_config(adcs=3)
+    first, again, other = ChipInstance(config, 5), ChipInstance(config, 5), ChipInstance(config, 6)
+    for name in ("cap_error", "adc_offset_lsb", "adc_gain_error", "inl_coefficients", "sign_offset_lsb"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(again, name))
+        assert not np.array_equal(getattr(first, name), getattr(other, name))
+    # Each effect has its own stream: changing one magnitude leaves the others' draws alone.
+    louder_inl = ChipInstance(default_config(adcs=3, adc_inl_lsb=2.0), 5)
+    np.testing.assert_array_equal(louder_inl.cap_error, first.cap_error)
+    np.testing.assert_array_equal(louder_inl.adc_offset_lsb, first.adc_offset_lsb)
+
+
+def test_noise_seed_fixes_the_noisy_outputs() -> None:
+    config = default_config()
+    rng = np.random.default_rng(7)
+    x, w = _codes(rng, (400, 128)), _codes(rng, (128, 12))
+    macro = CimMacro(config, 2)
+    run = [macro.matmul(x, w, 2.5e5, relu=False, noise=True, rng_seed=seed)[0] for seed in (1, 1, 2)]
+    np.testing.assert_array_equal(run[0], run[1])
+    assert not np.array_equal(run[0], run[2])
+    quiet = CimMacro(config, 2).matmul(x, w, 2.5e5, relu=False, noise=False, rng_seed=1)[0]
+    assert not np.array_equal(run[0], quiet)
+
+
+def test_blocking_does_not_change_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Noise draws follow the conversion, not the block it is computed in."""
+    config = default_config(cap_mismatch_sigma=0.0)  # integer analog sums: exact in any GEMM
+    rng = np.random.default_rng(8)
+    x, w = _codes(rng, (1000, 200)), _codes(rng, (200, 7))
+    whole = CimMacro(config, 3).matmul(x, w, 3e5, relu=True, noise=True, rng_seed=4)
+    monkeypatch.setattr(simulator, "BLOCK_INPUT_VALUES", 200 * 37)
+    blocked = CimMacro(config, 3).matmul(x, w, 3e5, relu=True, noise=True, rng_seed=4)
+    np.testing.assert_array_equal(whole[0], blocked[0])
+    assert whole[1] == blocked[1]
+
+
+def test_noise_draws_are_standard_normal() -> None:
+    draws = normal_draws(stream_key(0), np.arange(400_000))
+    assert abs(draws.mean()) < 0.01
+    assert abs(draws.std() - 1.0) < 0.01
+    assert np.abs(draws).max() < 4.4
+
+
+def test_bad_calls_are_rejected() -> None:
+    macro = _ideal_macro()
+    x, w = np.zeros((4, 8), np.int8), np.ones((8, 3), np.int8)
+    with pytest.raises(ValueError, match="int8"):
+        macro.matmul(x.astype(np.int16), w, 1.0, relu=False, noise=False, rng_seed=0)
+    with pytest.raises(ValueError, match="input length"):
+        macro.matmul(x[:, :5], w, 1.0, relu=False, noise=False, rng_seed=0)
+    with pytest.raises(ValueError, match="full_scale"):
+        macro.matmul(x, w, 0.0, relu=False, noise=False, rng_seed=0)
+    with pytest.raises(ValueError, match="different chip"):
+        macro.matmul(x, CimMacro(macro.config, 1).map_weights(w), 1.0, relu=False, noise=False, rng_seed=0)
+    with pytest.raises(ValueError, match="backend"):
+        CimMacro(macro.config, 0, backend="cuda")  # type: ignore[arg-type]

@@ -1,0 +1,87 @@
+rule calibrate:
+    input:
+        code=code("calibrate"),
+    output:
+        codes=layout.CIM_CODES,
+        trim=layout.CIM_TRIM,
+    params:
+        values=stage_params("calibrate"),
+    log:
+        "logs/calibrate/calibrate.log",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow calibrate --log {log}"
+
+
+rule map:
+    input:
+        code=code("map"),
+        int8=layout.INT8_MODEL,
+        train=layout.PREPARED_TRAIN,
+        codes=layout.CIM_CODES,
+        trim=layout.CIM_TRIM,
+    output:
+        mapping=layout.CIM_MAPPING,
+    params:
+        values=stage_params("map"),
+    log:
+        "logs/map/{task}-{method}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow map --task {wildcards.task} --method {wildcards.method} --log {log}"
+
+
+rule evaluate_cim:
+    input:
+        code=code("evaluate_cim"),
+        int8=layout.INT8_MODEL,
+        mapping=layout.CIM_MAPPING,
+        test=layout.PREPARED_TEST,
+        codes=layout.CIM_CODES,
+        trim=layout.CIM_TRIM,
+    output:
+        metrics=layout.CIM_METRICS,
+    params:
+        values=stage_params("evaluate_cim"),
+    log:
+        "logs/evaluate_cim/{task}-{method}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow evaluate_cim --task {wildcards.task} --method {wildcards.method} --log {log}"
+
+
+rule cim_sweep:
+    input:
+        code=code("cim_sweep"),
+        int8=layout.INT8_MODEL,
+        mapping=layout.CIM_MAPPING,
+        test=layout.PREPARED_TEST,
+    output:
+        sweep=layout.CIM_SWEEP,
+    params:
+        values=stage_params("cim_sweep"),
+    log:
+        "logs/cim_sweep/{task}-{method}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow cim_sweep --task {wildcards.task} --method {wildcards.method} --log {log}"
