@@ -17,6 +17,15 @@ from cimflow.config import PARAMS_FILE, load_params
 from cimflow.errors import CimflowError
 
 
+COMPRESSED_BY = {
+    "admm_prune": {"admm_prune"},
+    "admm_quantize": {"admm_quant"},
+    "admm_binarize": {"admm_binary"},
+    "magnitude_prune": {"magnitude_one_shot", "magnitude_iterative"},
+}
+"""Compression stage -> the methods (output folders) it produces."""
+
+
 class _Tee:
     """Copy a stream into a log file (Snakemake's ``log:``) while still showing it."""
 
@@ -57,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
         p = add(name, help=text)
         p.add_argument("--task", required=True)
         p.add_argument("--method", required=True)
+    for name, text in (("admm_prune", "ADMM progressive pruning of the baseline"),
+                       ("admm_quantize", "ADMM quantization of the pruned model"),
+                       ("admm_binarize", "ADMM binarization of the baseline"),
+                       ("magnitude_prune", "magnitude pruning at the ADMM ratios and budget")):
+        p = add(name, help=text)
+        p.add_argument("--task", required=True)
+        p.add_argument("--method", required=True, choices=sorted(COMPRESSED_BY[name]))
+    p = add("dynasty_train", help="DYNASTY dynamic-precision training (or its uniform 8-bit baseline)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", required=True, choices=["dynasty", "dynasty_int8"])
     p = add("report", help="regenerate reports/ from metrics files")
     p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the run")
 
@@ -92,6 +111,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cimflow.stages import report
 
         report.run(args.metrics, args.params)
+        return 0
+    if args.command in COMPRESSED_BY:
+        from cimflow.stages import compress
+
+        compress.run(args.command, args.task, args.method, args.params)
         return 0
     from importlib import import_module
 

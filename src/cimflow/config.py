@@ -12,50 +12,51 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from cimflow.cim.config import MacroConfig
+from cimflow.compress.admm_params import AdmmPruneParams, AdmmQuantizeParams
+from cimflow.compress.dynasty_params import DynastyParams
 from cimflow.errors import CimflowError
+from cimflow.schema import StrictModel
 
 PARAMS_FILE = Path("params.yaml")
 MODELS = ("lenet5", "resnet20")
-METHODS = ("baseline",)
+METHODS = ("baseline", "admm_prune", "admm_quant", "admm_binary", "magnitude_one_shot", "magnitude_iterative",
+           "dynasty", "dynasty_int8")
+ADMM_METHODS = {"admm_prune", "admm_quant", "admm_binary", "magnitude_one_shot", "magnitude_iterative"}
 
 
 class ParamsError(CimflowError):
     """params.yaml is missing, unparsable or invalid; the message says where and why."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
-class SklearnDigits(_Strict):
+class SklearnDigits(StrictModel):
     source: Literal["sklearn_digits"]
     test_fraction: Fraction
 
 
-class MnistIdx(_Strict):
+class MnistIdx(StrictModel):
     source: Literal["mnist_idx"]
     path: str
     test_fraction: Fraction
 
 
-class UspsH5(_Strict):
+class UspsH5(StrictModel):
     source: Literal["usps_h5"]
     path: str
 
 
-class Cifar10Folder(_Strict):
+class Cifar10Folder(StrictModel):
     source: Literal["cifar10_folder"]
     path: str
 
 
-class Cifar10Binary(_Strict):
+class Cifar10Binary(StrictModel):
     source: Literal["cifar10_binary"]
     path: str
 
@@ -66,7 +67,7 @@ DataSource = Annotated[
 ]
 
 
-class TrainParams(_Strict):
+class TrainParams(StrictModel):
     model: Literal["lenet5", "resnet20"]
     input_size: Annotated[int, Field(ge=8, le=512)]
     epochs: PositiveInt
@@ -88,25 +89,26 @@ class TrainParams(_Strict):
         return self
 
 
-class ExportParams(_Strict):
+class ExportParams(StrictModel):
     weight_bits: Annotated[int, Field(ge=2, le=8)]
     activation_bits: Annotated[int, Field(ge=2, le=8)]
     calibration_samples: PositiveInt
     activation_percentile: Annotated[float, Field(gt=50.0, le=100.0)]
 
 
-class CimCalibrationParams(_Strict):
+class CimCalibrationParams(StrictModel):
     samples_per_code: PositiveInt
     trim_repeats: PositiveInt
 
 
-class CimSweepParams(_Strict):
+class CimSweepParams(StrictModel):
+    methods: Annotated[list[Literal[METHODS]], Field(min_length=1)]
     adc_bits: Annotated[list[Annotated[int, Field(ge=1, le=16)]], Field(min_length=1)]
     cap_mismatch_sigma: Annotated[list[Annotated[float, Field(ge=0.0)]], Field(min_length=1)]
     test_images: PositiveInt
 
 
-class CimParams(_Strict):
+class CimParams(StrictModel):
     macro: MacroConfig
     chip_seed: Annotated[int, Field(ge=0, lt=2**31)]
     calibration: CimCalibrationParams
@@ -118,23 +120,31 @@ class CimParams(_Strict):
     sweep: CimSweepParams
 
 
-class EvaluateParams(_Strict):
+class AdmmTaskParams(StrictModel):
+    prune: AdmmPruneParams
+    quantize: AdmmQuantizeParams
+    binarize: AdmmQuantizeParams
+
+
+class EvaluateParams(StrictModel):
     batch_size: PositiveInt
     confidence_level: Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
-class ReportParams(_Strict):
+class ReportParams(StrictModel):
     title: Annotated[str, Field(min_length=1)]
     plot_dpi: Annotated[int, Field(ge=50, le=600)]
 
 
-class Params(_Strict):
+class Params(StrictModel):
     seed: Annotated[int, Field(ge=0, lt=2**31)]
     threads: Annotated[int, Field(ge=1, le=256)]
     tasks: Annotated[list[str], Field(min_length=1)]
-    methods: Annotated[list[Literal["baseline"]], Field(min_length=1)]
+    methods: Annotated[list[Literal[METHODS]], Field(min_length=1)]
     data: dict[str, DataSource]
     train: dict[str, TrainParams]
+    admm: dict[str, AdmmTaskParams]
+    dynasty: DynastyParams
     export: ExportParams
     cim: CimParams
     evaluate: EvaluateParams
@@ -150,6 +160,13 @@ class Params(_Strict):
                         f"tasks[{i}] = {task!r} has no '{section}.{task}' entry "
                         f"(defined: {defined})"
                     )
+        if ADMM_METHODS & set(self.methods):
+            for i, task in enumerate(self.tasks):
+                if task not in self.admm:
+                    raise ValueError(f"tasks[{i}] = {task!r} has no 'admm.{task}' entry, needed by the ADMM methods")
+        for i, method in enumerate(self.cim.sweep.methods):
+            if method not in self.methods:
+                raise ValueError(f"cim.sweep.methods[{i}] = {method!r} is not in methods {self.methods}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks lists a task twice: {self.tasks}")
         return self

@@ -30,6 +30,12 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
+def count_weights(model: nn.Module) -> tuple[int, int]:
+    """Total and non-zero conv/linear weights (biases excluded), as pruning ratios count."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(m.weight.numel() for m in layers), sum(int(torch.count_nonzero(m.weight)) for m in layers)
+
+
 @torch.no_grad()
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one inference in conv and linear layers."""
@@ -51,10 +57,17 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return macs
 
 
-def int8_model_bytes(qmodel: nn.Module) -> int:
-    """Storage of the integer model: packed weight codes plus float32 scales and biases."""
+def int8_model_bytes(qmodel: nn.Module, sparse: bool = False) -> int:
+    """Storage of the integer model: packed weight codes plus float32 scales and biases.
+
+    ``sparse``: store only non-zero codes plus a one-bit-per-weight occupancy mask, the
+    format a pruned model would ship in."""
     total = 0
     for _, q in quantized_layers(qmodel):
-        total += math.ceil(q.weight_q.numel() * q.weight_bits / 8)
+        if sparse:
+            nonzero = int(torch.count_nonzero(q.weight_q))
+            total += math.ceil(nonzero * q.weight_bits / 8) + math.ceil(q.weight_q.numel() / 8)
+        else:
+            total += math.ceil(q.weight_q.numel() * q.weight_bits / 8)
         total += 4 * (q.weight_scale.numel() + q.input_scale.numel() + q.bias.numel())
     return total

@@ -24,9 +24,11 @@ COLUMNS = {
     "int8_accuracy_drop": "int8 drop",
     "parameters": "params",
     "nonzero_parameters": "non-zero",
+    "weight_compression": "weight compression",
     "macs": "MACs",
     "float_bytes": "float bytes",
     "int8_bytes": "int8 bytes",
+    "int8_sparse_bytes": "int8 sparse bytes",
 }
 
 
@@ -43,6 +45,36 @@ CIM_COLUMNS = {
     "sign_only_fraction": "sign-only conv.",
     "energy_per_inference_no_fused_relu_j": "energy w/o fused ReLU",
 }
+
+
+def dynasty_table(summaries: list[dict]) -> pd.DataFrame:
+    """DYNASTY against its uniform-width baseline, per task: accuracy and modeled cost."""
+    columns = ["task", "method", "test_accuracy", "modeled_speedup", "modeled_energy_reduction",
+               "mean_bits_weight", "mean_bits_activation", "mean_bits_gradient", "metadata_overhead"]
+    if not summaries:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame(summaries).sort_values(["task", "method"]).reset_index(drop=True)[columns]
+
+
+def plot_bitwidths(bitmaps: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
+    """Heat map of each layer's mean block width over training, per tensor kind."""
+    kinds = ("weight", "activation", "gradient")
+    fig, axes = plt.subplots(len(bitmaps) or 1, 3, figsize=(12, 3.2 * max(len(bitmaps), 1)), squeeze=False)
+    if not bitmaps:
+        axes[0, 1].text(0.5, 0.5, "no DYNASTY run in this pipeline", ha="center", va="center")
+    for row, (name, table) in enumerate(sorted(bitmaps.items())):
+        for col, kind in enumerate(kinds):
+            part = table[table["kind"] == kind]
+            grid = part.pivot_table(index="layer", columns="step", values="bits", aggfunc="mean", sort=False)
+            ax = axes[row, col]
+            image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
+            ax.set_yticks(range(len(grid.index)), grid.index, fontsize=6)
+            ax.set_xlabel("map refresh (training step order)")
+            ax.set_title(f"{name}: {kind} bits", fontsize=8)
+            fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
 
 
 def results_table(metrics: list[dict]) -> pd.DataFrame:
@@ -72,7 +104,8 @@ def _format(frame: pd.DataFrame) -> pd.DataFrame:
     for col in ("float_accuracy", "int8_accuracy"):
         shown[col] = shown[col].map(lambda v: f"{100 * v:.2f}%")
     shown["int8_accuracy_drop"] = shown["int8_accuracy_drop"].map(lambda v: f"{100 * v:+.2f} pt")
-    for col in ("parameters", "nonzero_parameters", "macs", "float_bytes", "int8_bytes"):
+    shown["weight_compression"] = shown["weight_compression"].map(lambda v: f"{v:.1f}x")
+    for col in ("parameters", "nonzero_parameters", "macs", "float_bytes", "int8_bytes", "int8_sparse_bytes"):
         shown[col] = shown[col].map(lambda v: f"{int(v):,}")
     return shown.rename(columns=COLUMNS)
 
@@ -119,6 +152,37 @@ def plot_cim_sweep(sweeps: dict[str, pd.DataFrame], out: Path, dpi: int) -> None
     plt.close(fig)
 
 
+def plot_compression(frame: pd.DataFrame, cim: pd.DataFrame, steps: dict[str, pd.DataFrame], out: Path,
+                     dpi: int) -> None:
+    """Accuracy against compression (final models and each progressive step), and CiM
+    energy per inference against compression: what pruning buys on the macro."""
+    fig, (acc_ax, energy_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, table in sorted(steps.items()):
+        if "target_ratio" not in table or "phase" not in table:
+            continue
+        done = table[table["phase"] == "retrain"].dropna(subset=["test_accuracy"])
+        per_step = done.groupby("step").agg(total=("total", "sum"), nonzeros=("nonzeros", "sum"),
+                                             accuracy=("test_accuracy", "last"))
+        if len(per_step):
+            acc_ax.plot(per_step["total"] / per_step["nonzeros"].clip(lower=1), 100 * per_step["accuracy"],
+                        "o--", alpha=0.6, label=f"{name} steps")
+    merged = frame.merge(cim, on=["task", "method"], suffixes=("", "_cim"))
+    for row in merged.itertuples(index=False):
+        label = f"{row.task}/{row.method}"
+        acc_ax.scatter(row.weight_compression, 100 * row.float_accuracy, s=40, label=label)
+        energy_ax.scatter(row.weight_compression, row.energy_per_inference_j * 1e9, s=40, label=label)
+    for ax in (acc_ax, energy_ax):
+        ax.set_xscale("log")
+        ax.set_xlabel("weight compression (conv/fc weights / non-zero)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    acc_ax.set_ylabel("test accuracy (%)")
+    energy_ax.set_ylabel("CiM energy per inference (nJ)")
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+
+
 def plot_training(histories: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
     for label, hist in sorted(histories.items()):
@@ -138,7 +202,19 @@ def plot_training(histories: dict[str, pd.DataFrame], out: Path, dpi: int) -> No
     plt.close(fig)
 
 
-def render_markdown(title: str, frame: pd.DataFrame, cim: pd.DataFrame, plots: list[Path]) -> str:
+def _format_dynasty(frame: pd.DataFrame) -> pd.DataFrame:
+    shown = frame.copy()
+    shown["test_accuracy"] = shown["test_accuracy"].map(lambda v: f"{100 * v:.2f}%")
+    for col in ("modeled_speedup", "modeled_energy_reduction"):
+        shown[col] = shown[col].map(lambda v: f"{v:.2f}x")
+    for col in ("mean_bits_weight", "mean_bits_activation", "mean_bits_gradient"):
+        shown[col] = shown[col].map(lambda v: f"{v:.2f}")
+    shown["metadata_overhead"] = shown["metadata_overhead"].map(lambda v: f"{100 * v:.1f}%")
+    return shown
+
+
+def render_markdown(title: str, frame: pd.DataFrame, cim: pd.DataFrame, dynasty: pd.DataFrame,
+                    plots: list[Path]) -> str:
     parts = [f"# {title}", "", "Generated by `cimflow report` from the run's artifacts.", "",
              "## Results", "", to_markdown(_format(frame)), "",
              "Accuracies are on each task's held-out test split; int8 = post-training "
@@ -146,15 +222,22 @@ def render_markdown(title: str, frame: pd.DataFrame, cim: pd.DataFrame, plots: l
              "## On the simulated CD-CiM macro", "", to_markdown(_format_cim(cim)), "",
              "Same test split, on one simulated chip (params.yaml `cim`): uncalibrated, and "
              "with the chip's ADC correction tables and sign trim. Energy, latency, GOPS and "
-             "TOPS/W count the calibrated run on one macro.", "", "## Plots", ""]
+             "TOPS/W count the calibrated run on one macro.", "",
+             "## DYNASTY dynamic-precision training", "", to_markdown(_format_dynasty(dynasty)), "",
+             "Speedup and energy are the cost model's (MAC cost ~ product of operand widths, "
+             "traffic ~ bits moved) over the actual maps of the run, against uniform "
+             "`dynasty.cost.baseline_bits`.", "", "## Plots", ""]
     parts += [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(parts) + "\n"
 
 
-def render_html(title: str, frame: pd.DataFrame, cim: pd.DataFrame, plots: list[Path]) -> str:
+def render_html(title: str, frame: pd.DataFrame, cim: pd.DataFrame, dynasty: pd.DataFrame,
+                plots: list[Path]) -> str:
     table = _format(frame).to_html(index=False, border=0, classes="results")
     table += "\n<h2>On the simulated CD-CiM macro</h2>\n"
     table += _format_cim(cim).to_html(index=False, border=0, classes="results")
+    table += "\n<h2>DYNASTY dynamic-precision training</h2>\n"
+    table += _format_dynasty(dynasty).to_html(index=False, border=0, classes="results")
     images = "\n".join(f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}"></figure>'
                        for p in plots)
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>\n"

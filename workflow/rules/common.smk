@@ -38,7 +38,7 @@ def code(stage):
 
 def report_outputs():
     return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
-            layout.PLOT_CIM_SWEEP]
+            layout.PLOT_CIM_SWEEP, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS]
 
 
 def run_metrics():
@@ -46,7 +46,20 @@ def run_metrics():
 
 
 def run_histories():
-    return expand(layout.HISTORY, task=config["tasks"], method=config["methods"])
+    methods = [m for m in config["methods"] if m in ("baseline", "dynasty", "dynasty_int8")]
+    return expand(layout.HISTORY, task=config["tasks"], method=methods)
+
+
+def run_steps():
+    methods = [m for m in config["methods"] if m not in ("baseline", "dynasty", "dynasty_int8")]
+    return expand(layout.STEPS, task=config["tasks"], method=methods)
+
+
+def run_dynasty():
+    methods = [m for m in config["methods"] if m in ("dynasty", "dynasty_int8")]
+    return expand(layout.DYNASTY_SUMMARY, task=config["tasks"], method=methods) + expand(
+        layout.BITMAPS, task=config["tasks"], method=methods
+    )
 
 
 def run_cim_metrics():
@@ -54,4 +67,4 @@ def run_cim_metrics():
 
 
 def run_cim_sweeps():
-    return expand(layout.CIM_SWEEP, task=config["tasks"], method=config["methods"])
+    return expand(layout.CIM_SWEEP, task=config["tasks"], method=config["cim"]["sweep"]["methods"])

@@ -3,6 +3,8 @@ rule report:
         code=code("report"),
         metrics=run_metrics(),
         histories=run_histories(),
+        steps=run_steps(),
+        dynasty=run_dynasty(),
         cim_metrics=run_cim_metrics(),
         cim_sweeps=run_cim_sweeps(),
     output:
@@ -11,6 +13,8 @@ rule report:
         accuracy_size=layout.PLOT_ACCURACY_SIZE,
         training=layout.PLOT_TRAINING,
         cim_sweep=layout.PLOT_CIM_SWEEP,
+        compression=layout.PLOT_COMPRESSION,
+        bitwidths=layout.PLOT_BITWIDTHS,
     params:
         values=stage_params("report"),
     log:

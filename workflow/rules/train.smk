@@ -4,12 +4,12 @@ rule train:
         train=layout.PREPARED_TRAIN,
         test=layout.PREPARED_TEST,
     output:
-        model=layout.MODEL,
-        history=layout.HISTORY,
+        model=layout.for_method(layout.MODEL, "baseline"),
+        history=layout.for_method(layout.HISTORY, "baseline"),
     params:
         values=stage_params("train"),
     log:
-        "logs/train/{task}-{method}.log",
+        "logs/train/{task}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -17,4 +17,4 @@ rule train:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow train --task {wildcards.task} --method {wildcards.method} --log {log}"
+        "cimflow train --task {wildcards.task} --method baseline --log {log}"

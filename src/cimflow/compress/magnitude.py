@@ -16,14 +16,13 @@ import torch
 from torch import nn
 
 from cimflow.compress.admm import (
-    AdmmPruneParams,
     PhaseTrainer,
     PruneResult,
-    Retrain,
     constrained_layers,
     keep_all,
     prune_and_retrain,
 )
+from cimflow.compress.admm_params import AdmmPruneParams, Retrain
 from cimflow.config import TrainParams
 from cimflow.data.split import Split
 from cimflow.preprocess import Preprocessor

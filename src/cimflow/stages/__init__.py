@@ -19,10 +19,11 @@ from pathlib import Path
 class Stage:
     name: str
     params: tuple[str, ...]  # dotted params.yaml keys; may contain {task}
+    module_name: str = ""  # stage module when several stages share one
 
     @property
     def module(self) -> str:
-        return f"cimflow.stages.{self.name}"
+        return f"cimflow.stages.{self.module_name or self.name}"
 
     def param_keys(self, **wildcards: str) -> list[str]:
         return [key.format(**wildcards) for key in self.params]
@@ -33,6 +34,11 @@ STAGES = {
     for s in (
         Stage("prepare", ("seed", "threads", "data.{task}")),
         Stage("train", ("seed", "threads", "train.{task}")),
+        Stage("admm_prune", ("seed", "threads", "train.{task}", "admm.{task}.prune"), "compress"),
+        Stage("admm_quantize", ("seed", "threads", "train.{task}", "admm.{task}.quantize"), "compress"),
+        Stage("admm_binarize", ("seed", "threads", "train.{task}", "admm.{task}.binarize"), "compress"),
+        Stage("magnitude_prune", ("seed", "threads", "train.{task}", "admm.{task}.prune"), "compress"),
+        Stage("dynasty_train", ("seed", "threads", "train.{task}", "dynasty")),
         Stage("export", ("seed", "threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
         Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration")),

@@ -9,7 +9,7 @@ import torch
 
 from cimflow import layout, tracking
 from cimflow.artifacts import save_json
-from cimflow.evaluate import count_macs, count_parameters, int8_model_bytes, wilson_interval
+from cimflow.evaluate import count_macs, count_parameters, count_weights, int8_model_bytes, wilson_interval
 from cimflow.modelio import load_model
 from cimflow.quantize import load_int8
 from cimflow.stages.common import load_split, outputs_exist, setup_torch, stage_params
@@ -36,7 +36,12 @@ def run(task: str, method: str, params_file: Path) -> None:
         low, high = wilson_interval(int(np.sum(pred == test.labels)), len(test.labels), cfg.confidence_level)
         metrics |= {f"{name}_accuracy": acc, f"{name}_accuracy_low": low, f"{name}_accuracy_high": high}
     total, nonzero = count_parameters(model)
+    weights, nonzero_weights = count_weights(model)
     metrics |= {
+        "weights": weights,
+        "nonzero_weights": nonzero_weights,
+        "weight_compression": weights / max(nonzero_weights, 1),
+        "int8_sparse_bytes": int8_model_bytes(qmodel, sparse=True),
         "int8_accuracy_drop": metrics["float_accuracy"] - metrics["int8_accuracy"],
         "parameters": total,
         "nonzero_parameters": nonzero,

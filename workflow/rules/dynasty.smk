@@ -1,0 +1,26 @@
+rule dynasty_train:
+    input:
+        code=code("dynasty_train"),
+        train=layout.PREPARED_TRAIN,
+        test=layout.PREPARED_TEST,
+    output:
+        model=layout.for_method(layout.MODEL, "{dynasty}"),
+        history=layout.for_method(layout.HISTORY, "{dynasty}"),
+        bitmaps=layout.for_method(layout.BITMAPS, "{dynasty}"),
+        refreshes=layout.for_method(layout.REFRESHES, "{dynasty}"),
+        cost=layout.for_method(layout.COST, "{dynasty}"),
+        summary=layout.for_method(layout.DYNASTY_SUMMARY, "{dynasty}"),
+    params:
+        values=stage_params("dynasty_train"),
+    wildcard_constraints:
+        dynasty="dynasty|dynasty_int8",
+    log:
+        "logs/dynasty_train/{task}-{dynasty}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=720,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow dynasty_train --task {wildcards.task} --method {wildcards.dynasty} --log {log}"
