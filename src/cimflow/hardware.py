@@ -30,18 +30,35 @@ from cimflow.quantize import QuantizedLayer, exact_engine, quantized_layers
 ACT_CODE_MAX = 127
 
 
+IM2COL_CHUNK_BYTES = 32 * 2**20
+"""float32 unfold buffer per chunk of images: bounds the simulator's peak memory."""
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 def im2col(layer: QuantizedLayer, x_codes: torch.Tensor) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Input vectors (B*L, K) as int8 plus the output shape to fold results back into."""
+    """Input vectors (B*L, K) as int8 plus the output shape to fold results back into.
+
+    Unfolds a few images at a time so the float buffer stays small; codes are exact in
+    float32, and the result is stored as int8 (what the macro's input drivers take)."""
     if layer.kind == "linear":
         return x_codes.to(torch.int8).numpy(), (x_codes.shape[0], layer.weight_q.shape[0])
     if layer.groups != 1:
         raise ValueError("grouped convolutions are not mapped onto the macro")
-    m, _, kh, kw = layer.weight_q.shape
-    cols = F.unfold(x_codes, (kh, kw), dilation=layer.dilation, padding=layer.padding, stride=layer.stride)
-    n, k, positions = cols.shape
-    h_out = (x_codes.shape[2] + 2 * layer.padding[0] - layer.dilation[0] * (kh - 1) - 1) // layer.stride[0] + 1
-    w_out = positions // h_out
-    vectors = cols.transpose(1, 2).reshape(n * positions, k).to(torch.int8).numpy()
+    m, c, kh, kw = layer.weight_q.shape
+    n, k = x_codes.shape[0], c * kh * kw
+    h_out, w_out = (_out_size(x_codes.shape[2 + i], (kh, kw)[i], layer.stride[i], layer.padding[i], layer.dilation[i])
+                    for i in range(2))
+    positions = h_out * w_out
+    vectors = np.empty((n * positions, k), dtype=np.int8)
+    chunk = max(1, IM2COL_CHUNK_BYTES // (4 * k * positions))
+    for start in range(0, n, chunk):
+        cols = F.unfold(x_codes[start : start + chunk].to(torch.float32), (kh, kw), dilation=layer.dilation,
+                        padding=layer.padding, stride=layer.stride)
+        stop = min(start + chunk, n)
+        vectors[start * positions : stop * positions] = cols.transpose(1, 2).reshape(-1, k).to(torch.int8).numpy()
     return vectors, (n, h_out, w_out, m)
 
 
