@@ -53,6 +53,18 @@ def test_task_without_sections_is_rejected(default_params):
         parse_params(default_params)
 
 
+def test_cifar10_runs_with_the_methods_it_configures(default_params):
+    """ResNet-20 has no ADMM schedule: a CIFAR-10 run picks the training methods, and the
+    CiM sweep covers only the listed models that run builds."""
+    default_params["tasks"] = ["cifar10"]
+    with pytest.raises(ParamsError, match="admm.cifar10"):
+        parse_params(default_params)
+    default_params["methods"] = ["baseline", "dynasty", "dynasty_int8"]
+    assert parse_params(default_params).swept_methods == ["baseline"]
+    default_params["methods"] = ["dynasty"]
+    assert parse_params(default_params).swept_methods == []
+
+
 def test_warmup_must_be_shorter_than_training(default_params):
     default_params["train"]["digits"]["warmup_epochs"] = 40
     with pytest.raises(ParamsError, match="warmup_epochs"):

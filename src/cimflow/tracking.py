@@ -4,6 +4,9 @@ The store defaults to a SQLite file in the project (``sqlite:///mlflow.db``) and
 MLFLOW_TRACKING_URI unchanged, so the same pipeline logs to a shared server. Parallel
 jobs on a fresh SQLite file race while creating the schema, so the first job creates
 schema and experiment under a file lock and the rest wait for it.
+
+``CIMFLOW_TRACKING=off`` runs stages without MLflow (a GPU or cluster node that lacks
+it): outputs are unchanged, only the run records are skipped.
 """
 
 from __future__ import annotations
@@ -21,15 +24,24 @@ from typing import Any
 from filelock import FileLock
 
 from cimflow.artifacts import file_sha256
+from cimflow.errors import CimflowError
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "cimflow"
 PIPELINE_ENV = "CIMFLOW_PIPELINE_ID"
+TRACKING_ENV = "CIMFLOW_TRACKING"
 MAX_ARTIFACT_BYTES = 64 * 2**20  # larger outputs are recorded by hash only
 
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def tracking_enabled() -> bool:
+    value = os.environ.get(TRACKING_ENV, "on").lower()
+    if value not in ("on", "off"):
+        raise CimflowError(f"{TRACKING_ENV}={value!r}: expected 'on' or 'off'")
+    return value == "on"
 
 
 def experiment_name() -> str:
@@ -83,17 +95,21 @@ def ensure_experiment() -> str:
 
 
 class StageRun:
-    """Handle given to a stage for logging metrics and output files."""
+    """Handle given to a stage for logging metrics and output files (no-ops untracked)."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str | None) -> None:
         self.run_id = run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self.run_id is None:
+            return
         import mlflow
 
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
     def log_outputs(self, paths: list[Path]) -> None:
+        if self.run_id is None:
+            return
         import mlflow
 
         for path in paths:
@@ -112,6 +128,9 @@ def stage_run(
     method: str = "",
 ) -> Iterator[StageRun]:
     """Open an MLflow run for one stage job with the standard cimflow tags."""
+    if not tracking_enabled():
+        yield StageRun(None)
+        return
     import mlflow
 
     experiment_id = ensure_experiment()

@@ -10,7 +10,7 @@ from cimflow.stages import STAGES, code_files
 
 # Validate params.yaml itself (what the stages read) and the merged Snakemake config.
 load_params("params.yaml")
-parse_params(config, "params.yaml + --config")
+_run_params = parse_params(config, "params.yaml + --config")
 _on_disk = yaml.safe_load(open("params.yaml"))
 _overridden = sorted(k for k in set(config) | set(_on_disk) if config.get(k) != _on_disk.get(k))
 if set(_overridden) - {"tasks", "methods"}:
@@ -67,4 +67,4 @@ def run_cim_metrics():
 
 
 def run_cim_sweeps():
-    return expand(layout.CIM_SWEEP, task=config["tasks"], method=config["cim"]["sweep"]["methods"])
+    return expand(layout.CIM_SWEEP, task=config["tasks"], method=_run_params.swept_methods)
