@@ -27,6 +27,7 @@ RAW_PARAMS = {
     "block_size": 16,
     "candidate_bits": list(CANDIDATES),
     "min_bits": {"weight": 2, "activation": 2, "gradient": 2},
+    "widest_mac_share": 0.0,
     "stochastic_gradient_rounding": True,
     "target": {"mode": "budget", "average_bits": 4.0},
     "refresh_interval": 2,
@@ -116,6 +117,8 @@ def test_params_errors_name_the_field():
         _params(min_bits={"weight": 2, "activation": 2, "gradient": 12})
     with pytest.raises(ValidationError, match="block_size"):
         _params(block_size=1)
+    with pytest.raises(ValidationError, match="widest_mac_share"):
+        _params(widest_mac_share=1.0)
     with pytest.raises(ValidationError, match="refresh_interval"):
         _params(refresh_interval=True)
 
@@ -311,6 +314,22 @@ def test_same_seed_gives_identical_weights_and_map_history(digits):
     assert history.loc[history["step"] == 0, "bits"].eq(8).all()
     assert history.loc[history["step"] > 0, "bits"].mean() < 8  # the maps did move off 8 bits
     assert hook_a.summary()["modeled_speedup"] > 1.0
+
+
+@pytest.mark.parametrize(("share", "pinned"), [(0.01, ["fc2"]), (0.15, ["conv1", "fc2"])])
+def test_layers_with_a_small_mac_share_keep_the_widest_width(share, pinned):
+    torch.manual_seed(0)  # LeNet-5's forward MACs: conv1 12.6%, conv2 69.8%, fc1 17.4%, fc2 0.2%
+    model = build_model("lenet5", 1, 10, 28)
+    hook = DynastyHook(_params(refresh_interval=1, hysteresis=1, widest_mac_share=share), seed=0)
+    state = _install(model, hook)
+    x, y = torch.randn(4, 1, 28, 28), torch.tensor([1, 7, 3, 0])
+    logits = model(x)
+    hook.extra_loss(state, logits, y)
+    F.cross_entropy(logits, y).backward()
+    hook.after_step(state)
+    mean_bits = hook.map_history().query("step == 1").groupby("layer", observed=True)["bits"].mean()
+    assert (mean_bits[pinned] == 8).all()
+    assert (mean_bits.drop(pinned) < 8).all()  # the others moved off the starting width
 
 
 def test_uniform_baseline_hook_is_exactly_one_and_records_one_map(digits):

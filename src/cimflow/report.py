@@ -65,7 +65,8 @@ def plot_bitwidths(bitmaps: dict[str, pd.DataFrame], out: Path, dpi: int) -> Non
     for row, (name, table) in enumerate(sorted(bitmaps.items())):
         for col, kind in enumerate(kinds):
             part = table[table["kind"] == kind]
-            grid = part.pivot_table(index="layer", columns="step", values="bits", aggfunc="mean", sort=False)
+            grid = part.pivot_table(index="layer", columns="step", values="bits", aggfunc="mean",
+                                    sort=False, observed=True)
             ax = axes[row, col]
             image = ax.imshow(grid.to_numpy(), aspect="auto", cmap="viridis", interpolation="nearest")
             ax.set_yticks(range(len(grid.index)), grid.index, fontsize=6)

@@ -72,6 +72,7 @@ class DynastyParams(StrictModel):
     block_size: Annotated[int, Field(ge=2, le=1024)]
     candidate_bits: Annotated[list[Width], Field(min_length=1)]
     min_bits: MinBits
+    widest_mac_share: Annotated[float, Field(ge=0.0, lt=1.0)]
     stochastic_gradient_rounding: bool
     target: Annotated[BudgetTarget | ThresholdTarget, Field(discriminator="mode")]
     refresh_interval: Annotated[int, Field(gt=0)]
