@@ -15,7 +15,7 @@ from cimflow.compress.dynasty import DynastyHook
 from cimflow.compress.dynasty_blocks import BlockLayout, quantize_blocks, relative_errors
 from cimflow.compress.dynasty_cost import CostMeter, LayerGeometry, OperandWidths, width_products
 from cimflow.compress.dynasty_maps import BitWidthMapGenerator
-from cimflow.compress.dynasty_params import CostParams, DynastyParams, StabilityParams, ThresholdTarget
+from cimflow.compress.dynasty_params import BudgetTarget, CostParams, DynastyParams, StabilityParams, ThresholdTarget
 from cimflow.config import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.models import build_model
@@ -29,7 +29,7 @@ RAW_PARAMS = {
     "min_bits": {"weight": 2, "activation": 2, "gradient": 2},
     "widest_mac_share": 0.0,
     "stochastic_gradient_rounding": True,
-    "target": {"mode": "budget", "average_bits": 4.0},
+    "target": {"mode": "budget", "average_bits": 4.0, "ramp_bits": 0.0},
     "refresh_interval": 2,
     "hysteresis": 2,
     "warmup_epochs": 0,
@@ -112,7 +112,9 @@ def test_params_errors_name_the_field():
     with pytest.raises(ValidationError, match="candidate_bits must be strictly increasing"):
         _params(candidate_bits=[4, 2, 8])
     with pytest.raises(ValidationError, match=r"target.average_bits \(9.0\)"):
-        _params(target={"mode": "budget", "average_bits": 9.0})
+        _params(target={"mode": "budget", "average_bits": 9.0, "ramp_bits": 0.0})
+    with pytest.raises(ValidationError, match=r"target.ramp_bits \(2.5\)"):
+        _params(target={"mode": "budget", "average_bits": 4.0, "ramp_bits": 2.5})
     with pytest.raises(ValidationError, match="min_bits.gradient"):
         _params(min_bits={"weight": 2, "activation": 2, "gradient": 12})
     with pytest.raises(ValidationError, match="block_size"):
@@ -148,16 +150,29 @@ def test_budget_is_met_with_the_mac_weighted_mean():
     gen = _generator(_params().target, weights=weights)
     sensitivity = _sensitivities(500, 0)
     for _ in range(3):
-        bits = gen.update(sensitivity, loss_ema=1.0)
+        bits = gen.update(sensitivity, loss_ema=1.0, progress=0.5)
     mean = weights @ bits / weights.sum()
     assert 3.8 <= mean <= 4.0
     assert len(np.unique(bits)) > 1  # a real mix, not one width everywhere
 
 
+def test_a_ramped_budget_is_met_at_every_point_of_training():
+    target = BudgetTarget(mode="budget", average_bits=4.0, ramp_bits=0.5)
+    gen = _generator(target, hysteresis=1)
+    sensitivity = _sensitivities(500, 0)
+    means = []
+    for progress in np.linspace(0.0, 1.0, 11):
+        gen.update(sensitivity, 1.0, float(progress))
+        means.append(gen.mean_bits())
+        assert target.at(progress) - 0.2 <= means[-1] <= target.at(progress)
+    assert np.all(np.diff(means) >= 0) and means[0] < 3.7 and means[-1] > 4.3
+    assert np.mean([target.at(p) for p in np.linspace(0.0, 1.0, 11)]) == pytest.approx(4.0)
+
+
 def test_hysteresis_keeps_a_constant_sensitivity_map_constant():
     gen = _generator(_params().target, hysteresis=2)
     sensitivity = _sensitivities(500, 1)
-    maps = [gen.update(sensitivity, 1.0).copy() for _ in range(6)]
+    maps = [gen.update(sensitivity, 1.0, 0.5).copy() for _ in range(6)]
     assert all(np.array_equal(m, maps[0]) for m in maps) and maps[0].mean() < 8
 
 
@@ -167,7 +182,7 @@ def test_hysteresis_stops_a_block_flapping_around_the_threshold():
         out = []
         for i in range(8):  # at 4 bits the block sits just above, then just below, the threshold
             at_four = 1.1e-2 if i % 2 == 0 else 0.9e-2
-            out.append(int(gen.update(np.array([[1.0, at_four, 1e-4, 1e-6]]), 1.0)[0]))
+            out.append(int(gen.update(np.array([[1.0, at_four, 1e-4, 1e-6]]), 1.0, 0.5)[0]))
         return out
 
     assert run(hysteresis=1) == [6, 4, 6, 4, 6, 4, 6, 4]
@@ -177,13 +192,13 @@ def test_hysteresis_stops_a_block_flapping_around_the_threshold():
 def test_diverging_loss_raises_precision_and_recovery_lowers_it():
     gen = _generator(_params().target, hysteresis=1, feedback=True)
     sensitivity = _sensitivities(500, 2)
-    gen.update(sensitivity, 1.0)
+    gen.update(sensitivity, 1.0, 0.5)
     steady = gen.mean_bits()
     for loss in (1.3, 1.7, 2.2):  # the loss EMA grows >10% per refresh
-        gen.update(sensitivity, loss)
+        gen.update(sensitivity, loss, 0.5)
     assert gen.level == 3 and gen.mean_bits() > steady + 1.0
     for loss in np.geomspace(2.0, 0.2, 12):  # steady progress: the level decays, back to the budget
-        gen.update(sensitivity, float(loss))
+        gen.update(sensitivity, float(loss), 0.5)
     assert gen.level == 0 and gen.mean_bits() <= 4.0
 
 
@@ -191,7 +206,7 @@ def test_stalled_loss_raises_precision():
     gen = _generator(_params().target, hysteresis=1, feedback=True)
     sensitivity = _sensitivities(500, 4)
     for _ in range(4):  # stall_patience = 3 refreshes without 1% improvement
-        gen.update(sensitivity, 0.5)
+        gen.update(sensitivity, 0.5, 0.5)
     assert gen.level == 1
 
 
@@ -280,6 +295,20 @@ def test_output_gradients_are_block_quantized_before_the_gradient_gemms():
     assert torch.allclose(layer.parametrizations.weight.original.grad, expected_g[:, None] * a_q, atol=0, rtol=1e-6)
     hook.on_train_end(state)
     assert "weight" in dict(layer.named_parameters()) and not hasattr(layer, "parametrizations")
+
+
+def test_the_trained_network_keeps_its_weights_on_the_final_grid():
+    torch.manual_seed(0)
+    layer = nn.Linear(40, 24)
+    hook = DynastyHook(_params(), seed=0, fixed_bits=4)
+    state = _install(nn.Sequential(layer), hook)
+    layer(torch.randn(2, 40)).sum().backward()
+    master = layer.parametrizations.weight.original.detach().clone()
+    hook.on_train_end(state)
+    w_layout = BlockLayout(tuple(master.shape), 16, False)
+    trained = w_layout.from_blocks(quantize_blocks(w_layout.to_blocks(master), torch.tensor(4.0)))
+    assert torch.equal(layer.weight.detach(), trained) and not torch.equal(trained, master)
+    assert isinstance(layer.weight, nn.Parameter)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ Rule (per block b, candidates C ascending): m_b = min{m in C : s_b(m) <= tau}, t
 candidate when none qualifies. On top of it:
 
 * target: a fixed error threshold tau, or a budget (tau searched each refresh so the
-  rule's proposals have a MAC-weighted mean width of at most ``average_bits``);
+  rule's proposals have a MAC-weighted mean width of at most the budget, which may
+  ramp over training around ``average_bits``);
 * hysteresis: a block moves to fewer bits only after the rule proposed fewer for
   ``hysteresis`` consecutive refreshes, and to more bits at once, so maps do not flap
   while keeping accuracy-critical increases immediate. The budget binds the proposals:
@@ -62,12 +63,13 @@ class BitWidthMapGenerator:
         bits = self.candidates[self.index if index is None else index]
         return float(self.block_weights @ bits / self.block_weights.sum())
 
-    def update(self, sensitivity: np.ndarray, loss_ema: float) -> np.ndarray:
-        """One refresh: sensitivity [n_blocks, n_candidates] and the loss EMA -> new widths."""
+    def update(self, sensitivity: np.ndarray, loss_ema: float, progress: float) -> np.ndarray:
+        """One refresh: sensitivity [n_blocks, n_candidates], the loss EMA and the fraction of
+        training done (for a ramped budget) -> new widths."""
         sensitivity = np.where(self._below_floor, np.inf, sensitivity)
         self._update_level(loss_ema)
         if isinstance(self.target, BudgetTarget):
-            base = self._budget_threshold(sensitivity, self.target.average_bits)
+            base = self._budget_threshold(sensitivity, self.target.at(progress))
         else:
             base = self.target.max_sensitivity
         self.threshold = base / self.stability.tighten_factor**self.level

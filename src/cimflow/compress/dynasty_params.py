@@ -21,10 +21,21 @@ PositiveFloat = Annotated[float, Field(gt=0.0)]
 
 
 class BudgetTarget(StrictModel):
-    """Fewest bits such that the MAC-weighted mean operand width stays <= ``average_bits``."""
+    """Fewest bits such that the MAC-weighted mean operand width stays <= the budget.
+
+    The budget runs linearly from ``average_bits - ramp_bits`` at the start of training
+    to ``average_bits + ramp_bits`` at its end, so its mean over the run is
+    ``average_bits``: fewer bits while the learning rate is high and the updates are
+    coarse anyway, more for the final descent. ``ramp_bits: 0`` is a constant budget.
+    """
 
     mode: Literal["budget"]
     average_bits: PositiveFloat
+    ramp_bits: Annotated[float, Field(ge=0.0)]
+
+    def at(self, progress: float) -> float:
+        """The budget when a fraction ``progress`` (0..1) of the training steps is done."""
+        return self.average_bits + self.ramp_bits * (2.0 * progress - 1.0)
 
 
 class ThresholdTarget(StrictModel):
@@ -86,10 +97,11 @@ class DynastyParams(StrictModel):
         bits = self.candidate_bits
         if any(a >= b for a, b in zip(bits, bits[1:])):
             raise ValueError(f"candidate_bits must be strictly increasing, got {bits}")
-        if isinstance(self.target, BudgetTarget) and not bits[0] <= self.target.average_bits <= bits[-1]:
+        target = self.target
+        if isinstance(target, BudgetTarget) and not bits[0] <= target.at(0.0) <= target.at(1.0) <= bits[-1]:
             raise ValueError(
-                f"target.average_bits ({self.target.average_bits}) must lie within the "
-                f"candidate_bits range [{bits[0]}, {bits[-1]}]"
+                f"target.average_bits ({target.average_bits}) +- target.ramp_bits ({target.ramp_bits}) "
+                f"must lie within the candidate_bits range [{bits[0]}, {bits[-1]}]"
             )
         for kind in TENSOR_KINDS:
             floor = getattr(self.min_bits, kind)
