@@ -25,8 +25,8 @@ class BudgetTarget(StrictModel):
 
     The budget runs linearly from ``average_bits - ramp_bits`` at the start of training
     to ``average_bits + ramp_bits`` at its end, so its mean over the run is
-    ``average_bits``: fewer bits while the learning rate is high and the updates are
-    coarse anyway, more for the final descent. ``ramp_bits: 0`` is a constant budget.
+    ``average_bits``: fewer bits while the learning rate is high, more for the final
+    descent (README, DYNASTY on CIFAR-10). ``ramp_bits: 0`` is a constant budget.
     """
 
     mode: Literal["budget"]
