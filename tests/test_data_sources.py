@@ -361,3 +361,26 @@ def test_real_cifar10_folder() -> None:
     assert train.images.shape == (50_000, 3, 32, 32) and test.images.shape == (10_000, 3, 32, 32)
     assert np.bincount(test.labels).tolist() == [1000] * 10
     assert train.class_names[0] == "airplane" and train.class_names[-1] == "truck"
+
+
+# ---------------------------------------------------------------- validation split
+
+
+def test_validation_is_carved_stratified_disjoint_and_repeatable() -> None:
+    from cimflow.data.split import Split, carve_validation
+
+    n = 600
+    ids = np.arange(n)
+    images = np.stack([ids % 256, ids // 256], axis=1).astype(np.uint8).reshape(n, 1, 2, 1)  # unique per sample
+    labels = (ids % 3 + (ids % 7 == 0)).astype(np.int64)  # four classes of unequal size
+    train = Split(images, labels, ("a", "b", "c", "d"))
+    fit, val = carve_validation(train, 0.15, seed=0)
+    key = lambda split: {tuple(img.ravel()) for img in split.images}  # noqa: E731
+    assert key(fit).isdisjoint(key(val)) and len(key(fit) | key(val)) == n
+    for cls in range(4):  # every class keeps its share, to within rounding
+        members = int((labels == cls).sum())
+        assert abs(int((val.labels == cls).sum()) - 0.15 * members) <= 0.5
+    again_fit, again_val = carve_validation(train, 0.15, seed=0)
+    np.testing.assert_array_equal(val.images, again_val.images)
+    np.testing.assert_array_equal(fit.labels, again_fit.labels)
+    assert key(carve_validation(train, 0.15, seed=1)[1]) != key(val)

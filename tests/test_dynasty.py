@@ -35,7 +35,8 @@ RAW_PARAMS = {
     "warmup_epochs": 0,
     "stability": {"loss_ema_decay": 0.9, "divergence_tolerance": 0.1, "stall_patience": 3,
                   "min_improvement": 0.01, "tighten_factor": 4.0, "max_level": 3},
-    "cost": {"baseline_bits": 8, "exponent_bits": 8, "mac_energy_pj": 0.2, "memory_energy_pj_per_bit": 0.1},
+    "cost": {"baseline_bits": 8, "exponent_bits": 8, "mac_energy_pj": 0.2, "memory_energy_pj_per_bit": 0.1,
+             "brick_bits": 2},
 }
 
 
@@ -222,7 +223,7 @@ LINEAR = LayerGeometry("fc", (4, 32), (32,), (4,), (), (), (), 1, computes_input
 
 
 def test_uniform_baseline_costs_exactly_one():
-    meter = CostMeter([LINEAR], _params().cost, metadata_bits=0)
+    meter = CostMeter([LINEAR], _params().cost, metadata_bits=0, block_size=16)
     meter.set_widths({"fc": _linear_widths(8.0)})
     meter.add_step(64)
     meter.add_step(3)
@@ -232,7 +233,8 @@ def test_uniform_baseline_costs_exactly_one():
 
 def test_all_four_bit_maps_give_the_hand_computed_ratios():
     meter = CostMeter([LINEAR], CostParams(baseline_bits=8, exponent_bits=8, mac_energy_pj=0.2,
-                                           memory_energy_pj_per_bit=0.1), metadata_bits=2)
+                                           memory_energy_pj_per_bit=0.1, brick_bits=2), metadata_bits=2,
+                      block_size=16)
     meter.set_widths({"fc": _linear_widths(4.0)})
     meter.add_step(2)
     total = meter.table().iloc[-1]

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cimflow.evaluate import count_parameters, count_weights, int8_model_bytes, wilson_interval
+from cimflow.evaluate import count_parameters, count_weights, storage, wilson_interval
 from cimflow.models import build_model
 from cimflow.quantize import quantize_model
 
@@ -24,7 +24,7 @@ def test_nonzero_count_and_int8_size():
     qmodel = quantize_model(model, [torch.randn(8, 1, 28, 28)], 8, 8, 100.0)
     weights = 20 * 25 + 50 * 500 + 500 * 800 + 10 * 500
     float_extras = 4 * (2 * (20 + 50 + 500 + 10) + 4)  # scale + bias per channel, input scale per layer
-    assert int8_model_bytes(qmodel) == weights + float_extras
+    assert storage(qmodel).dense_bytes == storage(qmodel).int8_bytes == weights + float_extras
 
 
 def test_sparse_storage_counts_only_nonzero_codes_plus_occupancy_bits():
@@ -32,7 +32,10 @@ def test_sparse_storage_counts_only_nonzero_codes_plus_occupancy_bits():
     with torch.no_grad():
         model.fc1.weight[:, :700] = 0  # 350,000 of the 400,000 fc1 weights
     qmodel = quantize_model(model, [torch.randn(8, 1, 28, 28)], 8, 8, 100.0)
-    dense, sparse = int8_model_bytes(qmodel), int8_model_bytes(qmodel, sparse=True)
-    nonzero_codes = sum(int(torch.count_nonzero(m.weight_q)) for m in qmodel.modules() if hasattr(m, "weight_q"))
-    assert sparse == dense - 430_500 + nonzero_codes + sum(-(-n // 8) for n in (500, 25_000, 400_000, 5_000))
+    layers = storage(qmodel).layers.set_index("layer")
+    fc1 = layers.loc["fc1"]
+    nonzero = int(torch.count_nonzero(qmodel.fc1.weight_q))
+    assert fc1["bitmask_bytes"] == nonzero + 400_000 // 8 + fc1["side_bytes"]
+    assert fc1["sparse_bytes"] == min(fc1["dense_bytes"], fc1["bitmask_bytes"], fc1["relative_bytes"])
+    assert fc1["sparse_bytes"] < fc1["dense_bytes"] and layers.loc["conv1", "encoding"] == "dense"
     assert count_weights(model) == (430_500, 430_500 - 350_000)

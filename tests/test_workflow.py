@@ -49,6 +49,24 @@ def test_dvc_and_snakemake_job_graphs_are_identical():
             assert dvc_params == set(job.params)
 
 
+def test_only_evaluation_stages_read_the_test_split():
+    """No training, compression, export or mapping job declares a test split as input,
+    in either front end; the evaluation stages do (so the pattern is the right one)."""
+    from dvc.repo import Repo
+
+    from cimflow.dvcgen import snakemake_jobs
+    from cimflow.stages import EVALUATION_STAGES
+
+    test_file = re.compile(re.escape(layout.PREPARED_TEST).replace(re.escape("{task}"), r"[^/]+") + "$")
+    jobs = snakemake_jobs(ROOT / "Snakefile")
+    readers = {job.name.split("-")[0] for job in jobs if any(test_file.match(dep) for dep in job.deps)}
+    assert readers == EVALUATION_STAGES
+    with Repo(str(ROOT)) as repo:
+        dvc_readers = {stage.name.split("-")[0] for stage in repo.index.stages
+                       if any(test_file.match(dep.def_path) for dep in stage.deps)}
+    assert dvc_readers == EVALUATION_STAGES
+
+
 def _hashes(project: Path, patterns: list[str]) -> dict[str, str]:
     files = sorted(p for pattern in patterns for p in project.glob(pattern) if p.is_file())
     return {str(p.relative_to(project)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
@@ -106,9 +124,10 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
         result = run(["snakemake", "--cores", "2"], cwd=project, MLFLOW_TRACKING_URI=uri,
                      CIMFLOW_PIPELINE_ID="smoke-1")
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        metrics = json.loads((project / "results/digits/baseline/metrics.json").read_text())
+        metrics = json.loads((project / "results/digits/seed0/baseline/metrics.json").read_text())
         assert metrics["parameters"] == 431_080 and 0.0 <= metrics["int8_accuracy"] <= 1.0
-        assert "| digits | baseline | lenet5 |" in (project / layout.REPORT_MD).read_text()
+        summary = (project / layout.REPORT_MD).read_text()
+        assert "| digits | baseline | 1 |" in summary and "## Paired differences" in summary
 
         import mlflow
 
@@ -122,11 +141,12 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
         evaluate = next(r for r in runs if r.data.tags["cimflow.stage"] == "evaluate"
                         and r.data.tags["cimflow.method"] == "baseline")
         assert evaluate.data.metrics["int8_accuracy"] == pytest.approx(metrics["int8_accuracy"])
-        assert evaluate.data.tags["cimflow.task"] == "digits"
+        assert evaluate.data.tags["cimflow.task"] == "digits" and evaluate.data.tags["cimflow.seed"] == "0"
         assert evaluate.data.params["evaluate.confidence_level"] == "0.95"
         assert any(k.startswith("cimflow.input.results/") for k in evaluate.data.tags)
-        artifacts = mlflow.artifacts.list_artifacts(run_id=evaluate.info.run_id, artifact_path="results/digits/baseline")
-        assert [a.path for a in artifacts] == ["results/digits/baseline/metrics.json"]
+        artifacts = mlflow.artifacts.list_artifacts(run_id=evaluate.info.run_id,
+                                                    artifact_path="results/digits/seed0/baseline")
+        assert [a.path for a in artifacts] == ["results/digits/seed0/baseline/metrics.json"]
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -148,9 +168,24 @@ def test_snakemake_reruns_exactly_what_an_edit_affects(project):
     edit_params(project, "evaluate.confidence_level", 0.95)
 
     report_code = project / "src/cimflow/report.py"
-    report_code.write_text(report_code.read_text() + "\n# edited\n")
+    original = report_code.read_text()
+    report_code.write_text(original + "\n# edited\n")
     planned = run(["snakemake", "-n"], cwd=project)
     assert _planned_rules(planned.stdout) == {"report"}
+    report_code.write_text(original)
+
+
+@pytest.mark.slow
+def test_a_new_seed_adds_jobs_and_reruns_none(project):
+    """Seeds are a wildcard: asking for seed 1 beside a finished seed 0 plans seed-1 jobs
+    (and the report over both), never a seed-0 job."""
+    first = run(["snakemake", "--cores", "2"], cwd=project)
+    assert first.returncode == 0, first.stderr[-3000:]
+    planned = run(["snakemake", "-n", "--config", "seeds=[0,1]"], cwd=project)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    seeds = re.findall(r"wildcards:.*?seed=(\d+)", planned.stdout)
+    assert seeds and set(seeds) == {"1"}
+    assert "prepare" not in _planned_rules(planned.stdout) and "report" in _planned_rules(planned.stdout)
 
 
 @pytest.mark.slow

@@ -15,15 +15,20 @@ from typing import TextIO
 
 from cimflow.config import PARAMS_FILE, load_params
 from cimflow.errors import CimflowError
+from cimflow.methods import built_by
+
+COMPRESSION_STAGES = ("admm_prune", "admm_quantize", "admm_binarize", "magnitude_prune")
 
 
-COMPRESSED_BY = {
-    "admm_prune": {"admm_prune"},
-    "admm_quantize": {"admm_quant"},
-    "admm_binarize": {"admm_binary"},
-    "magnitude_prune": {"magnitude_one_shot", "magnitude_iterative"},
-}
-"""Compression stage -> the methods (output folders) it produces."""
+def _seed(text: str) -> int:
+    """A training seed: a non-negative 31-bit integer, as params.yaml `seeds` allows."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 2**31)")
+    return value
 
 
 class _Tee:
@@ -55,7 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = functools.partial(sub.add_parser, parents=[common])
 
-    p = add("prepare", help="read a data set, write train/test tensors and a manifest")
+    def seeded(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", required=True)
+        p.add_argument("--seed", type=_seed, required=True, help="training seed (one of params.yaml `seeds`, or any)")
+
+    p = add("prepare", help="read a data set, write train/validation/test tensors and a manifest")
     p.add_argument("--task", required=True)
     add("calibrate", help="ADC correction tables and sign trim of the simulated chip")
     for name, text in (("train", "train a task's model"), ("export", "post-training int8 export"),
@@ -64,27 +73,30 @@ def _parser() -> argparse.ArgumentParser:
                        ("evaluate_cim", "accuracy, energy and throughput on the simulated chip"),
                        ("cim_sweep", "accuracy and TOPS/W against ADC bits and capacitor mismatch")):
         p = add(name, help=text)
-        p.add_argument("--task", required=True)
+        seeded(p)
         p.add_argument("--method", required=True)
     for name, text in (("admm_prune", "ADMM progressive pruning of the baseline"),
                        ("admm_quantize", "ADMM quantization of the pruned model"),
                        ("admm_binarize", "ADMM binarization of the baseline"),
                        ("magnitude_prune", "magnitude pruning at the ADMM ratios and budget")):
         p = add(name, help=text)
-        p.add_argument("--task", required=True)
-        p.add_argument("--method", required=True, choices=sorted(COMPRESSED_BY[name]))
+        seeded(p)
+        p.add_argument("--method", required=True, choices=built_by(name))
     p = add("dynasty_train", help="DYNASTY dynamic-precision training (or its uniform 8-bit baseline)")
-    p.add_argument("--task", required=True)
-    p.add_argument("--method", required=True, choices=["dynasty", "dynasty_int8"])
+    seeded(p)
+    p.add_argument("--method", required=True, choices=built_by("dynasty_train"))
     p = add("report", help="regenerate reports/ from metrics files")
     p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the run")
 
     add("check-params", help="validate params.yaml and print the tasks it defines")
 
-    p = add("compare", help="compare tracked runs (MLflow) by task/method/stage")
+    p = add("compare", help="compare tracked runs (MLflow) by task/method/stage/seed")
     p.add_argument("--task")
     p.add_argument("--method")
     p.add_argument("--stage")
+    p.add_argument("--seed", type=_seed)
+    p.add_argument("--over-seeds", action="store_true",
+                   help="one row per stage/task/method: mean, std and count over the newest run of each seed")
     p.add_argument("--max-results", type=int, default=100)
     p.add_argument("--json", action="store_true", help="print runs as JSON (tags, params, metrics)")
 
@@ -102,7 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "compare":
         from cimflow.compare import compare
 
-        return compare(args.task, args.method, args.stage, args.max_results, args.json)
+        return compare(args.task, args.method, args.stage, args.seed, args.max_results, args.json, args.over_seeds)
     if args.command == "dvc-yaml":
         from cimflow.dvcgen import write_or_check
 
@@ -112,10 +124,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         report.run(args.metrics, args.params)
         return 0
-    if args.command in COMPRESSED_BY:
+    if args.command in COMPRESSION_STAGES:
         from cimflow.stages import compress
 
-        compress.run(args.command, args.task, args.method, args.params)
+        compress.run(args.command, args.task, args.method, args.seed, args.params)
         return 0
     from importlib import import_module
 
@@ -125,7 +137,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "prepare":
         stage.run(args.task, args.params)
     else:
-        stage.run(args.task, args.method, args.params)
+        stage.run(args.task, args.method, args.seed, args.params)
     return 0
 
 

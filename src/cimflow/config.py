@@ -18,12 +18,11 @@ from cimflow.cim.config import MacroConfig
 from cimflow.compress.admm_params import AdmmPruneParams, AdmmQuantizeParams
 from cimflow.compress.dynasty_params import DynastyParams
 from cimflow.errors import CimflowError
+from cimflow.methods import METHODS as METHOD_TABLE
 from cimflow.schema import StrictModel
 
 PARAMS_FILE = Path("params.yaml")
-MODELS = ("lenet5", "resnet20")
-METHODS = ("baseline", "admm_prune", "admm_quant", "admm_binary", "magnitude_one_shot", "magnitude_iterative",
-           "dynasty", "dynasty_int8")
+METHODS = tuple(METHOD_TABLE)
 ADMM_METHODS = {"admm_prune", "admm_quant", "admm_binary", "magnitude_one_shot", "magnitude_iterative"}
 
 
@@ -33,30 +32,41 @@ class ParamsError(CimflowError):
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**31)]
 
 
-class SklearnDigits(StrictModel):
+class _Split(StrictModel):
+    """How a source's training data is carved: a stratified validation part, seeded.
+
+    ``split_seed`` is the data's own seed, apart from the training ``seeds``: every
+    seed of a method trains and is tested on the same images, so seeds pair."""
+
+    val_fraction: Fraction
+    split_seed: Seed
+
+
+class SklearnDigits(_Split):
     source: Literal["sklearn_digits"]
     test_fraction: Fraction
 
 
-class MnistIdx(StrictModel):
+class MnistIdx(_Split):
     source: Literal["mnist_idx"]
     path: str
     test_fraction: Fraction
 
 
-class UspsH5(StrictModel):
+class UspsH5(_Split):
     source: Literal["usps_h5"]
     path: str
 
 
-class Cifar10Folder(StrictModel):
+class Cifar10Folder(_Split):
     source: Literal["cifar10_folder"]
     path: str
 
 
-class Cifar10Binary(StrictModel):
+class Cifar10Binary(_Split):
     source: Literal["cifar10_binary"]
     path: str
 
@@ -137,7 +147,7 @@ class ReportParams(StrictModel):
 
 
 class Params(StrictModel):
-    seed: Annotated[int, Field(ge=0, lt=2**31)]
+    seeds: Annotated[list[Seed], Field(min_length=1)]
     threads: Annotated[int, Field(ge=1, le=256)]
     tasks: Annotated[list[str], Field(min_length=1)]
     methods: Annotated[list[Literal[METHODS]], Field(min_length=1)]
@@ -171,6 +181,8 @@ class Params(StrictModel):
                     raise ValueError(f"tasks[{i}] = {task!r} has no 'admm.{task}' entry, needed by the ADMM methods")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks lists a task twice: {self.tasks}")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds lists a seed twice: {self.seeds}")
         return self
 
 

@@ -1,29 +1,33 @@
 """Where every artifact lives. Snakemake rules, DVC stages and the stage code all
-take their paths from these patterns, so the three cannot drift apart."""
+take their paths from these patterns, so the three cannot drift apart.
+
+A task's data split is shared by every seed (so seeds are paired on the same test
+images); everything trained from it lives under ``seed{seed}``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 PREPARED_TRAIN = "results/{task}/data/train.safetensors"
+PREPARED_VAL = "results/{task}/data/val.safetensors"
 PREPARED_TEST = "results/{task}/data/test.safetensors"
 MANIFEST = "results/{task}/data/manifest.parquet"
-MODEL = "results/{task}/{method}/model.safetensors"
-HISTORY = "results/{task}/{method}/history.parquet"
-MASKS = "results/{task}/{method}/masks.safetensors"
-QUANTIZED = "results/{task}/{method}/quantized.safetensors"
-STEPS = "results/{task}/{method}/steps.parquet"
-BITMAPS = "results/{task}/{method}/bitmaps.parquet"
-REFRESHES = "results/{task}/{method}/refreshes.parquet"
-COST = "results/{task}/{method}/cost.parquet"
-DYNASTY_SUMMARY = "results/{task}/{method}/dynasty.json"
-INT8_MODEL = "results/{task}/{method}/int8.safetensors"
-METRICS = "results/{task}/{method}/metrics.json"
+MODEL = "results/{task}/seed{seed}/{method}/model.safetensors"
+HISTORY = "results/{task}/seed{seed}/{method}/history.parquet"
+MASKS = "results/{task}/seed{seed}/{method}/masks.safetensors"
+QUANTIZED = "results/{task}/seed{seed}/{method}/quantized.safetensors"
+STEPS = "results/{task}/seed{seed}/{method}/steps.parquet"
+BITMAPS = "results/{task}/seed{seed}/{method}/bitmaps.parquet"
+REFRESHES = "results/{task}/seed{seed}/{method}/refreshes.parquet"
+COST = "results/{task}/seed{seed}/{method}/cost.parquet"
+DYNASTY_SUMMARY = "results/{task}/seed{seed}/{method}/dynasty.json"
+INT8_MODEL = "results/{task}/seed{seed}/{method}/int8.safetensors"
+METRICS = "results/{task}/seed{seed}/{method}/metrics.json"
 CIM_CODES = "results/cim/calibration_codes.parquet"
 CIM_TRIM = "results/cim/sign_trim.parquet"
-CIM_MAPPING = "results/{task}/{method}/cim_mapping.parquet"
-CIM_METRICS = "results/{task}/{method}/cim_metrics.json"
-CIM_SWEEP = "results/{task}/{method}/cim_sweep.parquet"
+CIM_MAPPING = "results/{task}/seed{seed}/{method}/cim_mapping.parquet"
+CIM_METRICS = "results/{task}/seed{seed}/{method}/cim_metrics.json"
+CIM_SWEEP = "results/{task}/seed{seed}/{method}/cim_sweep.parquet"
 REPORT_MD = "reports/summary.md"
 REPORT_HTML = "reports/summary.html"
 PLOT_ACCURACY_SIZE = "reports/accuracy_vs_size.png"

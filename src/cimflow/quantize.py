@@ -9,15 +9,23 @@ simulator when mapped onto the macro.
 
 File layout (safetensors): ``<layer>.weight_q`` int8, ``<layer>.weight_scale`` f32
 [out], ``<layer>.input_scale`` f32 [1], ``<layer>.bias`` f32 [out]; metadata holds the
-float model's spec and a JSON list of layers with their geometry.
+float model's spec and a JSON list of layers with their geometry and weight width.
+
+A compression method that already put a layer on an integer grid (ADMM quantization
+or binarization) hands its codes over as :class:`LayerCodes` (file format
+``cimflow-quantized-v2``, :func:`save_codes` / :func:`load_codes`). The export then
+keeps those codes instead of re-quantizing the float weights, so the integer model is
+exactly the method's model and records the layer's real width.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,9 +36,96 @@ from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
 from cimflow.modelio import ModelSpec
 
 INT8_FORMAT = "cimflow-int8-v1"
+CODES_FORMAT = "cimflow-quantized-v2"
 
 Engine = Callable[["QuantizedLayer", torch.Tensor], torch.Tensor]
 """Maps a layer and its integer input codes (float64) to its float64 output."""
+
+
+def _code_range_error(codes: np.ndarray, bits: int) -> str | None:
+    """Why ``codes`` cannot be ``bits``-bit weight codes, or None if they can.
+
+    b >= 2 bits hold -(2^(b-1)-1)..2^(b-1)-1 with 0 for pruned weights; 1 bit holds only
+    the two signs binarization produces (there is no room for a pruned 0)."""
+    if not 1 <= bits <= 8:
+        return f"bits={bits} is not in 1..8"
+    if codes.dtype != np.int8:
+        return f"codes are {codes.dtype}, not int8"
+    magnitude = np.abs(codes.astype(np.int16))
+    if bits == 1:
+        bad = magnitude != 1
+        allowed = "-1 or +1"
+    else:
+        bad = magnitude > 2 ** (bits - 1) - 1
+        allowed = f"within +-{2 ** (bits - 1) - 1}"
+    if bad.any():
+        return f"code {int(codes.flat[int(np.argmax(bad))])} is not {allowed} (bits={bits})"
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class LayerCodes:
+    """A layer as a compression method left it: weight = codes * scale, codes at ``bits``."""
+
+    codes: np.ndarray
+    scale: float
+    bits: int
+
+    def __post_init__(self) -> None:
+        problem = _code_range_error(self.codes, self.bits)
+        if problem is None and not (math.isfinite(self.scale) and self.scale > 0):
+            problem = f"scale {self.scale} is not a positive finite number"
+        if problem is None and float(np.float32(self.scale)) != self.scale:
+            problem = f"scale {self.scale!r} is not a float32 value, so codes * scale is not exact in float32"
+        if problem is not None:
+            raise ValueError(problem)
+
+
+def save_codes(path: str | os.PathLike, codes: Mapping[str, np.ndarray], scales: Mapping[str, float],
+               bits: Mapping[str, int]) -> None:
+    """Write per-layer integer codes, float32 scales and widths (validated first)."""
+    if not codes.keys() == scales.keys() == bits.keys():
+        raise ValueError(f"codes, scales and bits name different layers: {sorted(codes)}, {sorted(scales)}, "
+                         f"{sorted(bits)}")
+    for name in codes:
+        try:
+            LayerCodes(np.asarray(codes[name]), float(scales[name]), int(bits[name]))
+        except ValueError as exc:
+            raise ValueError(f"{path}: layer {name}: {exc}") from exc
+    tensors = {f"{name}.codes": np.asarray(c) for name, c in codes.items()}
+    tensors |= {f"{name}.scale": np.array([s], dtype=np.float32) for name, s in scales.items()}
+    meta = {"format": CODES_FORMAT, "bits": json.dumps({n: int(b) for n, b in bits.items()}, sort_keys=True)}
+    save_tensors(path, tensors, meta)
+
+
+def load_codes(path: str | os.PathLike) -> dict[str, LayerCodes]:
+    """Read a codes file; anything malformed raises ArtifactError naming the file and layer."""
+    tensors, meta = load_tensors(path)
+    if meta.get("format") != CODES_FORMAT:
+        raise ArtifactError(f"{path}: not a cimflow codes file (format={meta.get('format')!r}, "
+                            f"expected {CODES_FORMAT!r})")
+    try:
+        bits = json.loads(meta["bits"])
+    except (KeyError, ValueError) as exc:
+        raise ArtifactError(f"{path}: per-layer bits missing or not JSON ({exc!r})") from exc
+    if not isinstance(bits, dict):
+        raise ArtifactError(f"{path}: per-layer bits are not a JSON object ({bits!r})")
+    names = bits.keys() | {key.rpartition(".")[0] for key in tensors}
+    return {name: _layer_codes(path, name, tensors, bits.get(name)) for name in sorted(names)}
+
+
+def _layer_codes(path: str | os.PathLike, name: str, tensors: Mapping[str, np.ndarray], bits: object) -> LayerCodes:
+    for key in (f"{name}.codes", f"{name}.scale"):
+        if key not in tensors:
+            raise ArtifactError(f"{path}: layer {name}: tensor {key} missing")
+    codes, scale = tensors[f"{name}.codes"], tensors[f"{name}.scale"]
+    if scale.dtype != np.float32 or scale.shape != (1,) or not isinstance(bits, int):
+        raise ArtifactError(f"{path}: layer {name}: scale must be float32[1] and bits an integer "
+                            f"(got {scale.dtype}{list(scale.shape)}, bits={bits!r})")
+    try:
+        return LayerCodes(codes, float(scale[0]), bits)
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: layer {name}: {exc}") from exc
 
 
 def exact_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
@@ -143,22 +238,78 @@ def calibrate_input_ranges(model: nn.Module, batches: list[torch.Tensor], percen
     return ranges
 
 
+def _max_abs_codes(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric codes with scale max|w_c| / (2^(b-1)-1) (1 for a zero channel)."""
+    w_qmax = 2 ** (bits - 1) - 1
+    w = weight.detach().double()
+    max_abs = w.abs().flatten(1).amax(1)
+    scale = torch.where(max_abs > 0, max_abs / w_qmax, torch.ones_like(max_abs))
+    shape = (-1,) + (1,) * (w.ndim - 1)
+    return torch.round(w / scale.view(shape)).clamp(-w_qmax, w_qmax).to(torch.int8), scale.float()
+
+
+def _fixed_channel_scales(name: str, weight: torch.Tensor, fixed: LayerCodes) -> tuple[torch.Tensor, torch.Tensor]:
+    """The method's codes and per-channel scales that reproduce ``weight`` (possibly BN-folded).
+
+    A channel that is exactly the method's float32 levels (codes * q, rounded as
+    projections.dequantize rounds it) keeps q, so dequantizing in float32 gives the
+    float weights bit for bit. A folded channel is gain_c * code * q, so its scale is
+    the least-squares fit <w_c, code_c> / <code_c, code_c>. Scales stay positive, as
+    the max-abs export's do (the CiM fused ReLU multiplies relu(acc + b) by the scale):
+    a channel whose gain is negative keeps its code magnitudes with the sign flipped.
+    Every weight must be reproduced to float32 rounding; otherwise the float model
+    and its codes disagree and this raises ArtifactError naming the layer.
+    """
+    if fixed.codes.shape != tuple(weight.shape):
+        raise ArtifactError(f"layer {name}: codes have shape {list(fixed.codes.shape)}, "
+                            f"the weight {list(weight.shape)}")
+    w32 = weight.detach().flatten(1).float()
+    w = w32.double()
+    codes = torch.from_numpy(fixed.codes.astype(np.float64)).flatten(1)
+    norm = (codes * codes).sum(1)
+    fit = (w * codes).sum(1) / norm.clamp(min=1)
+    codes = codes * torch.where(fit < 0, -1.0, 1.0).unsqueeze(1)
+    method = torch.tensor(fixed.scale, dtype=torch.float32)
+    on_levels = (codes.float() * method == w32).all(1)
+    scale = torch.where(on_levels, method, fit.abs().float())
+    recon = codes * scale.double().unsqueeze(1)
+    error = (w - recon).abs().amax(1)
+    tolerance = 2 * torch.finfo(torch.float32).eps * recon.abs().amax(1)
+    bad = ~(error <= tolerance) | (scale == 0)
+    if bad.any():
+        c = int(torch.nonzero(bad)[0])
+        raise ArtifactError(f"layer {name}: float weights are not codes * scale (channel {c}: "
+                            f"max |w - code * scale| = {error[c].item():.3g}, tolerance {tolerance[c].item():.3g}, "
+                            f"scale {scale[c].item():.6g}); the float model and its codes disagree")
+    return codes.view(weight.shape).to(torch.int8), scale
+
+
 def quantize_model(
-    model: nn.Module, batches: list[torch.Tensor], weight_bits: int, activation_bits: int, percentile: float
+    model: nn.Module, batches: list[torch.Tensor], weight_bits: int, activation_bits: int, percentile: float,
+    fixed_codes: Mapping[str, LayerCodes] | None = None,
 ) -> nn.Module:
-    """Folded copy of ``model`` with every conv/linear replaced by a QuantizedLayer."""
+    """Folded copy of ``model`` with every conv/linear replaced by a QuantizedLayer.
+
+    Layers named in ``fixed_codes`` keep the method's codes at their own width (see
+    :func:`_fixed_channel_scales`); the others get ``weight_bits`` max-abs codes."""
+    fixed_codes = fixed_codes or {}
     qmodel = fold_batchnorm(copy.deepcopy(model).cpu().eval())
+    layers = _quantizable(qmodel)
+    unknown = sorted(set(fixed_codes) - {n for n, _ in layers})
+    if unknown:
+        raise ArtifactError(f"codes given for layer(s) {unknown}, which are not conv/linear layers of the model")
     ranges = calibrate_input_ranges(qmodel, batches, percentile)
-    w_qmax = 2 ** (weight_bits - 1) - 1
     a_qmax = 2 ** (activation_bits - 1) - 1
-    for name, layer in _quantizable(qmodel):
-        q = QuantizedLayer(layer, weight_bits, activation_bits)
-        w = layer.weight.detach().double()
-        max_abs = w.abs().flatten(1).amax(1)
-        scale = torch.where(max_abs > 0, max_abs / w_qmax, torch.ones_like(max_abs))
-        shape = (-1,) + (1,) * (w.ndim - 1)
-        q.weight_q.copy_(torch.round(w / scale.view(shape)).clamp(-w_qmax, w_qmax).to(torch.int8))
-        q.weight_scale.copy_(scale.float())
+    for name, layer in layers:
+        if name in fixed_codes:
+            bits = fixed_codes[name].bits
+            codes, scale = _fixed_channel_scales(name, layer.weight, fixed_codes[name])
+        else:
+            bits = weight_bits
+            codes, scale = _max_abs_codes(layer.weight, weight_bits)
+        q = QuantizedLayer(layer, bits, activation_bits)
+        q.weight_q.copy_(codes)
+        q.weight_scale.copy_(scale)
         q.input_scale.fill_(ranges[name] / a_qmax)
         if layer.bias is not None:
             q.bias.copy_(layer.bias.detach())
@@ -197,4 +348,8 @@ def load_int8(path: str | os.PathLike) -> tuple[nn.Module, ModelSpec]:
             _replace(model, name, q)
     except (KeyError, AttributeError, RuntimeError, ValueError) as exc:
         raise ArtifactError(f"{path}: int8 layers do not match a {spec.model} ({exc!r})") from exc
+    for name, q in quantized_layers(model):
+        problem = _code_range_error(q.weight_q.numpy(), q.weight_bits)
+        if problem is not None:
+            raise ArtifactError(f"{path}: layer {name}: {problem}")
     return model.eval(), spec

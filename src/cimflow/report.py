@@ -7,6 +7,7 @@ reproducible byte for byte and needs no tracking server.
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 
 import matplotlib
@@ -15,45 +16,148 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLUMNS = {
+from cimflow.seedstats import Paired, paired_difference  # noqa: E402
+
+SEED_COLUMNS = {
     "task": "task",
     "method": "method",
-    "model": "model",
+    "seed": "seed",
     "float_accuracy": "float acc.",
+    "float_accuracy_low": "float low",
+    "float_accuracy_high": "float high",
     "int8_accuracy": "int8 acc.",
-    "int8_accuracy_drop": "int8 drop",
-    "parameters": "params",
-    "nonzero_parameters": "non-zero",
     "weight_compression": "weight compression",
-    "macs": "MACs",
-    "float_bytes": "float bytes",
-    "int8_bytes": "int8 bytes",
-    "int8_sparse_bytes": "int8 sparse bytes",
+    "stored_bytes": "stored bytes",
 }
 
+SIZE_COLUMNS = ("parameters", "nonzero_parameters", "weight_compression", "macs", "float_bytes", "int8_bytes",
+                "stored_bytes", "size_compression")
+"""Per-seed values averaged in the summary (identical across seeds unless pruning differs)."""
 
-CIM_COLUMNS = {
-    "task": "task",
-    "method": "method",
-    "int8_accuracy": "int8 digital",
-    "cim_uncalibrated_accuracy": "CiM uncalibrated",
-    "cim_calibrated_accuracy": "CiM calibrated",
-    "energy_per_inference_j": "energy/inference",
-    "latency_per_inference_s": "latency/inference",
-    "gops": "GOPS",
-    "tops_per_w": "TOPS/W",
-    "sign_only_fraction": "sign-only conv.",
-    "energy_per_inference_no_fused_relu_j": "energy w/o fused ReLU",
-}
+CIM_VALUES = ("int8_accuracy", "cim_uncalibrated_accuracy", "cim_calibrated_accuracy", "energy_per_inference_j",
+              "latency_per_inference_s", "gops", "tops_per_w", "sign_only_fraction",
+              "energy_per_inference_no_fused_relu_j")
+
+DYNASTY_VALUES = ("val_accuracy_on_maps", "float_accuracy", "int8_accuracy", "modeled_speedup",
+                  "modeled_energy_reduction", "modeled_speedup_brick", "modeled_energy_reduction_brick",
+                  "mean_bits_weight", "mean_bits_activation", "mean_bits_gradient", "metadata_overhead",
+                  "weight_storage_bytes", "weight_storage_bytes_baseline")
 
 
-def dynasty_table(summaries: list[dict]) -> pd.DataFrame:
-    """DYNASTY against its uniform-width baseline, per task: accuracy and modeled cost."""
-    columns = ["task", "method", "test_accuracy", "modeled_speedup", "modeled_energy_reduction",
-               "mean_bits_weight", "mean_bits_activation", "mean_bits_gradient", "metadata_overhead"]
+def _by_method(frame: pd.DataFrame, values: tuple[str, ...]) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (task, method), with the seed count."""
+    present = [v for v in values if v in frame]
+    grouped = frame.groupby(["task", "method"], sort=True)
+    out = grouped["seed"].nunique().rename("seeds").to_frame()
+    for col in present:
+        out[col] = grouped[col].mean()
+        out[f"{col}_std"] = grouped[col].std(ddof=1)
+    return out.reset_index()
+
+
+def results_table(metrics: list[dict]) -> pd.DataFrame:
+    """One row per (task, seed, method) from the evaluate stage's metrics."""
+    frame = pd.DataFrame(metrics)
+    frame["size_compression"] = frame["float_bytes"] / frame["stored_bytes"]
+    return frame.sort_values(["task", "method", "seed"]).reset_index(drop=True)
+
+
+def summary_table(per_seed: pd.DataFrame) -> pd.DataFrame:
+    return _by_method(per_seed, ("float_accuracy", "int8_accuracy", *SIZE_COLUMNS))
+
+
+def cim_table(metrics: list[dict]) -> pd.DataFrame:
+    """Per (task, method): the chip's numbers averaged over seeds."""
+    return _by_method(pd.DataFrame(metrics), CIM_VALUES)
+
+
+def dynasty_table(summaries: list[dict], per_seed: pd.DataFrame) -> pd.DataFrame:
+    """DYNASTY and its uniform twin per task: accuracy (validation on the run's maps,
+    test after export) and modeled cost, averaged over seeds."""
     if not summaries:
-        return pd.DataFrame(columns=columns)
-    return pd.DataFrame(summaries).sort_values(["task", "method"]).reset_index(drop=True)[columns]
+        return pd.DataFrame(columns=["task", "method", "seeds"])
+    frame = pd.DataFrame(summaries).merge(per_seed[["task", "method", "seed", "float_accuracy", "int8_accuracy"]],
+                                          on=["task", "method", "seed"], how="left")
+    return _by_method(frame, DYNASTY_VALUES)
+
+
+def paired_table(per_seed: pd.DataFrame, cim: list[dict], references: dict[str, str | None],
+                 confidence: float) -> pd.DataFrame:
+    """Each method against its reference, and the calibrated chip against int8 digital,
+    as per-seed paired differences with a t interval over the seeds."""
+    rows = []
+    indexed = per_seed.set_index(["task", "method", "seed"]).sort_index()
+    for (task, method), _ in per_seed.groupby(["task", "method"]):
+        reference = references.get(method)
+        if reference is None or (task, reference) not in indexed.index.droplevel("seed"):
+            continue
+        for metric in ("float_accuracy", "int8_accuracy"):
+            a = indexed.loc[(task, method), metric]
+            b = indexed.loc[(task, reference), metric]
+            rows.append(_paired_row(task, method, f"{reference} ({metric.removesuffix('_accuracy')})",
+                                    paired_difference(a, b, confidence)))
+    chip = pd.DataFrame(cim)
+    for (task, method), group in chip.groupby(["task", "method"]) if len(chip) else []:
+        g = group.set_index("seed")
+        rows.append(_paired_row(task, method, "calibrated chip vs int8 digital",
+                                paired_difference(g["cim_calibrated_accuracy"], g["int8_accuracy"], confidence)))
+    return pd.DataFrame(rows, columns=["task", "method", "against", "seeds", "mean", "std", "low", "high"])
+
+
+def _paired_row(task: str, method: str, against: str, p: Paired) -> dict:
+    return {"task": task, "method": method, "against": against, "seeds": p.seeds, "mean": p.mean, "std": p.std,
+            "low": p.low, "high": p.high}
+
+
+def _pct(mean: float, std: float) -> str:
+    return f"{100 * mean:.2f}%" if math.isnan(std) else f"{100 * mean:.2f} ± {100 * std:.2f}%"
+
+
+def _format_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    shown = pd.DataFrame({"task": frame["task"], "method": frame["method"], "seeds": frame["seeds"]})
+    for col, label in (("float_accuracy", "float acc."), ("int8_accuracy", "int8 acc.")):
+        shown[label] = [_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+    shown["weight compression"] = frame["weight_compression"].map(lambda v: f"{v:.1f}x")
+    for col, label in (("parameters", "params"), ("nonzero_parameters", "non-zero"), ("macs", "MACs"),
+                       ("float_bytes", "float bytes"), ("int8_bytes", "int8 bytes"),
+                       ("stored_bytes", "stored bytes")):
+        shown[label] = frame[col].map(lambda v: f"{v:,.0f}")
+    shown["size compression"] = frame["size_compression"].map(lambda v: f"{v:.1f}x")
+    return shown
+
+
+def _format_paired(frame: pd.DataFrame, confidence: float) -> pd.DataFrame:
+    shown = frame[["task", "method", "against", "seeds"]].copy()
+    shown["mean difference"] = frame["mean"].map(lambda v: f"{100 * v:+.2f} pt")
+    shown["std"] = frame["std"].map(lambda v: "-" if math.isnan(v) else f"{100 * v:.2f} pt")
+    shown[f"{confidence:.0%} interval"] = [
+        "n/a (one seed)" if math.isnan(lo) else f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pt"
+        for lo, hi in zip(frame["low"], frame["high"], strict=True)
+    ]
+    return shown
+
+
+def _format_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    shown = frame[list(SEED_COLUMNS)].copy()
+    for col in ("float_accuracy", "int8_accuracy", "float_accuracy_low", "float_accuracy_high"):
+        shown[col] = shown[col].map(lambda v: f"{100 * v:.2f}%")
+    shown["weight_compression"] = shown["weight_compression"].map(lambda v: f"{v:.1f}x")
+    shown["stored_bytes"] = shown["stored_bytes"].map(lambda v: f"{v:,.0f}")
+    return shown.rename(columns=SEED_COLUMNS)
+
+
+def _format_cim(frame: pd.DataFrame) -> pd.DataFrame:
+    shown = pd.DataFrame({"task": frame["task"], "method": frame["method"], "seeds": frame["seeds"]})
+    for col, label in (("int8_accuracy", "int8 digital"), ("cim_uncalibrated_accuracy", "CiM uncalibrated"),
+                       ("cim_calibrated_accuracy", "CiM calibrated")):
+        shown[label] = [_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+    shown["energy/inference"] = frame["energy_per_inference_j"].map(lambda v: f"{v * 1e9:.2f} nJ")
+    shown["latency/inference"] = frame["latency_per_inference_s"].map(lambda v: f"{v * 1e6:.1f} us")
+    shown["GOPS"] = frame["gops"].map(lambda v: f"{v:.1f}")
+    shown["TOPS/W"] = frame["tops_per_w"].map(lambda v: f"{v:.2f}")
+    shown["sign-only conv."] = frame["sign_only_fraction"].map(lambda v: f"{100 * v:.2f}%")
+    shown["energy w/o fused ReLU"] = frame["energy_per_inference_no_fused_relu_j"].map(lambda v: f"{v * 1e9:.2f} nJ")
+    return shown
 
 
 def plot_bitwidths(bitmaps: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
@@ -78,39 +182,6 @@ def plot_bitwidths(bitmaps: dict[str, pd.DataFrame], out: Path, dpi: int) -> Non
     plt.close(fig)
 
 
-def results_table(metrics: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(metrics).sort_values(["task", "method"]).reset_index(drop=True)
-    return frame[list(COLUMNS)]
-
-
-def cim_table(metrics: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(metrics).sort_values(["task", "method"]).reset_index(drop=True)
-    return frame[list(CIM_COLUMNS)]
-
-
-def _format_cim(frame: pd.DataFrame) -> pd.DataFrame:
-    shown = frame.copy()
-    for col in ("int8_accuracy", "cim_uncalibrated_accuracy", "cim_calibrated_accuracy", "sign_only_fraction"):
-        shown[col] = shown[col].map(lambda v: f"{100 * v:.2f}%")
-    for col in ("energy_per_inference_j", "energy_per_inference_no_fused_relu_j"):
-        shown[col] = shown[col].map(lambda v: f"{v * 1e9:.2f} nJ")
-    shown["latency_per_inference_s"] = shown["latency_per_inference_s"].map(lambda v: f"{v * 1e6:.1f} us")
-    shown["gops"] = shown["gops"].map(lambda v: f"{v:.1f}")
-    shown["tops_per_w"] = shown["tops_per_w"].map(lambda v: f"{v:.2f}")
-    return shown.rename(columns=CIM_COLUMNS)
-
-
-def _format(frame: pd.DataFrame) -> pd.DataFrame:
-    shown = frame.copy()
-    for col in ("float_accuracy", "int8_accuracy"):
-        shown[col] = shown[col].map(lambda v: f"{100 * v:.2f}%")
-    shown["int8_accuracy_drop"] = shown["int8_accuracy_drop"].map(lambda v: f"{100 * v:+.2f} pt")
-    shown["weight_compression"] = shown["weight_compression"].map(lambda v: f"{v:.1f}x")
-    for col in ("parameters", "nonzero_parameters", "macs", "float_bytes", "int8_bytes", "int8_sparse_bytes"):
-        shown[col] = shown[col].map(lambda v: f"{int(v):,}")
-    return shown.rename(columns=COLUMNS)
-
-
 def to_markdown(shown: pd.DataFrame) -> str:
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "|".join("---" for _ in shown.columns) + "|"
@@ -118,17 +189,22 @@ def to_markdown(shown: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def plot_accuracy_vs_size(frame: pd.DataFrame, out: Path, dpi: int) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for (task, method), row in frame.set_index(["task", "method"]).iterrows():
-        ax.scatter(row["float_bytes"], 100 * row["float_accuracy"], marker="o", label=f"{task}/{method} float")
-        ax.scatter(row["int8_bytes"], 100 * row["int8_accuracy"], marker="s", label=f"{task}/{method} int8")
+def plot_accuracy_vs_size(summary: pd.DataFrame, out: Path, dpi: int) -> None:
+    """Test accuracy (mean, bars one standard deviation over seeds) against stored size."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for row in summary.itertuples(index=False):
+        label = f"{row.task}/{row.method}"
+        for x, acc, std, marker, kind in ((row.float_bytes, row.float_accuracy, row.float_accuracy_std, "o", "float"),
+                                          (row.stored_bytes, row.int8_accuracy, row.int8_accuracy_std, "s",
+                                           "stored")):
+            ax.errorbar(x, 100 * acc, yerr=0 if math.isnan(std) else 100 * std, marker=marker, capsize=3,
+                        linestyle="none", label=f"{label} {kind}")
     ax.set_xscale("log")
-    ax.set_xlabel("model size (bytes)")
+    ax.set_xlabel("model size (bytes; stored = real code widths + sparse index)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("accuracy against model size")
+    ax.set_title("accuracy against model size (mean ± std over seeds)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
@@ -153,31 +229,34 @@ def plot_cim_sweep(sweeps: dict[str, pd.DataFrame], out: Path, dpi: int) -> None
     plt.close(fig)
 
 
-def plot_compression(frame: pd.DataFrame, cim: pd.DataFrame, steps: dict[str, pd.DataFrame], out: Path,
+def plot_compression(summary: pd.DataFrame, cim: pd.DataFrame, steps: dict[str, pd.DataFrame], out: Path,
                      dpi: int) -> None:
-    """Accuracy against compression (final models and each progressive step), and CiM
-    energy per inference against compression: what pruning buys on the macro."""
+    """Accuracy against compression (final models on test, each progressive step on
+    validation), and CiM energy per inference against compression: what pruning buys
+    on the macro."""
     fig, (acc_ax, energy_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for name, table in sorted(steps.items()):
         if "target_ratio" not in table or "phase" not in table:
             continue
-        done = table[table["phase"] == "retrain"].dropna(subset=["test_accuracy"])
+        done = table[table["phase"] == "retrain"].dropna(subset=["val_accuracy"])
         per_step = done.groupby("step").agg(total=("total", "sum"), nonzeros=("nonzeros", "sum"),
-                                             accuracy=("test_accuracy", "last"))
+                                             accuracy=("val_accuracy", "last"))
         if len(per_step):
             acc_ax.plot(per_step["total"] / per_step["nonzeros"].clip(lower=1), 100 * per_step["accuracy"],
-                        "o--", alpha=0.6, label=f"{name} steps")
-    merged = frame.merge(cim, on=["task", "method"], suffixes=("", "_cim"))
+                        "o--", alpha=0.5, label=f"{name} steps (val)")
+    merged = summary.merge(cim, on=["task", "method"], suffixes=("", "_cim"))
     for row in merged.itertuples(index=False):
         label = f"{row.task}/{row.method}"
-        acc_ax.scatter(row.weight_compression, 100 * row.float_accuracy, s=40, label=label)
+        std = 0 if math.isnan(row.float_accuracy_std) else 100 * row.float_accuracy_std
+        acc_ax.errorbar(row.weight_compression, 100 * row.float_accuracy, yerr=std, marker="o", capsize=3,
+                        label=f"{label} (test)")
         energy_ax.scatter(row.weight_compression, row.energy_per_inference_j * 1e9, s=40, label=label)
     for ax in (acc_ax, energy_ax):
         ax.set_xscale("log")
         ax.set_xlabel("weight compression (conv/fc weights / non-zero)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=6)
-    acc_ax.set_ylabel("test accuracy (%)")
+    acc_ax.set_ylabel("accuracy (%)")
     energy_ax.set_ylabel("CiM energy per inference (nJ)")
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
@@ -185,64 +264,90 @@ def plot_compression(frame: pd.DataFrame, cim: pd.DataFrame, steps: dict[str, pd
 
 
 def plot_training(histories: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
+    """Training and validation loss and validation accuracy per epoch, one line per run."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
     for label, hist in sorted(histories.items()):
-        loss_ax.plot(hist["epoch"], hist["train_loss"], label=f"{label} train")
-        loss_ax.plot(hist["epoch"], hist["test_loss"], "--", label=f"{label} test")
-        acc_ax.plot(hist["epoch"], 100 * hist["test_accuracy"], label=label)
+        line = loss_ax.plot(hist["epoch"], hist["train_loss"], label=f"{label} train")[0]
+        loss_ax.plot(hist["epoch"], hist["val_loss"], "--", color=line.get_color(), label=f"{label} val")
+        acc_ax.plot(hist["epoch"], 100 * hist["val_accuracy"], color=line.get_color(), label=label)
     loss_ax.set_yscale("log")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("cross-entropy")
     acc_ax.set_xlabel("epoch")
-    acc_ax.set_ylabel("test accuracy (%)")
+    acc_ax.set_ylabel("validation accuracy (%)")
     for ax in (loss_ax, acc_ax):
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
 
 
 def _format_dynasty(frame: pd.DataFrame) -> pd.DataFrame:
-    shown = frame.copy()
-    shown["test_accuracy"] = shown["test_accuracy"].map(lambda v: f"{100 * v:.2f}%")
-    for col in ("modeled_speedup", "modeled_energy_reduction"):
-        shown[col] = shown[col].map(lambda v: f"{v:.2f}x")
-    for col in ("mean_bits_weight", "mean_bits_activation", "mean_bits_gradient"):
-        shown[col] = shown[col].map(lambda v: f"{v:.2f}")
-    shown["metadata_overhead"] = shown["metadata_overhead"].map(lambda v: f"{100 * v:.1f}%")
+    shown = pd.DataFrame({"task": frame["task"], "method": frame["method"], "seeds": frame["seeds"]})
+    for col, label in (("val_accuracy_on_maps", "val acc. on its maps"), ("float_accuracy", "test fp32"),
+                       ("int8_accuracy", "test int8")):
+        shown[label] = [_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+    for col, label in (("modeled_speedup", "speedup (bit-exact)"), ("modeled_energy_reduction", "energy (bit-exact)"),
+                       ("modeled_speedup_brick", "speedup (2b bricks)"),
+                       ("modeled_energy_reduction_brick", "energy (2b bricks)")):
+        if col in frame:
+            shown[label] = [f"{m:.2f}x" if math.isnan(s) else f"{m:.2f} ± {s:.2f}x"
+                            for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+    shown["mean bits W/A/G"] = [f"{w:.2f} / {a:.2f} / {g:.2f}" for w, a, g in zip(
+        frame["mean_bits_weight"], frame["mean_bits_activation"], frame["mean_bits_gradient"], strict=True)]
+    shown["metadata"] = frame["metadata_overhead"].map(lambda v: f"{100 * v:.1f}%")
+    if "weight_storage_bytes" in frame:
+        shown["BFP weight bytes (8-bit BFP)"] = [f"{a:,.0f} ({b:,.0f})" for a, b in zip(
+            frame["weight_storage_bytes"], frame["weight_storage_bytes_baseline"], strict=True)]
     return shown
 
 
-def render_markdown(title: str, frame: pd.DataFrame, cim: pd.DataFrame, dynasty: pd.DataFrame,
-                    plots: list[Path]) -> str:
-    parts = [f"# {title}", "", "Generated by `cimflow report` from the run's artifacts.", "",
-             "## Results", "", to_markdown(_format(frame)), "",
-             "Accuracies are on each task's held-out test split; int8 = post-training "
-             "per-channel int8 weights and per-tensor int8 activations.", "",
-             "## On the simulated CD-CiM macro", "", to_markdown(_format_cim(cim)), "",
-             "Same test split, on one simulated chip (params.yaml `cim`): uncalibrated, and "
-             "with the chip's ADC correction tables and sign trim. Energy, latency, GOPS and "
-             "TOPS/W count the calibrated run on one macro.", "",
-             "## DYNASTY dynamic-precision training", "", to_markdown(_format_dynasty(dynasty)), "",
-             "Speedup and energy are the cost model's (MAC cost ~ product of operand widths, "
-             "traffic ~ bits moved) over the actual maps of the run, against uniform "
-             "`dynasty.cost.baseline_bits`.", "", "## Plots", ""]
-    parts += [f"![{p.stem}]({p.name})" for p in plots]
+def sections(summary: pd.DataFrame, paired: pd.DataFrame, per_seed: pd.DataFrame, cim: pd.DataFrame,
+              dynasty: pd.DataFrame, confidence: float) -> list[tuple[str, pd.DataFrame, str]]:
+    """(heading, formatted table, note) in report order; both renderers use it."""
+    seeds = sorted(per_seed["seed"].unique().tolist())
+    return [
+        ("Results", _format_summary(summary),
+         f"Mean ± standard deviation over seeds {seeds} on each task's test split (read only by the "
+         "evaluation stages; every training, compression, export and mapping decision used the training and "
+         "validation splits). int8 = per-channel int8 weights and per-tensor int8 activations; ADMM's "
+         "quantized layers keep their levels exactly. Stored bytes: weight codes at their real width, in the "
+         "smaller per layer of dense, bitmask-sparse or relative-index-sparse form, plus float32 scales and "
+         "biases; size compression = float bytes / stored bytes."),
+        ("Paired differences", _format_paired(paired, confidence),
+         "Each method minus its reference on the same seed (ADMM and magnitude pruning against the float "
+         "baseline, DYNASTY against dynasty_int8), and the calibrated simulated chip minus int8 digital; "
+         f"{confidence:.0%} Student-t interval over the seeds (none with one seed). The test set is the same "
+         "for every seed, so the interval covers training variation, not test-set sampling."),
+        ("Per seed", _format_seeds(per_seed), f"{confidence:.0%} Wilson interval on each float accuracy."),
+        ("On the simulated CD-CiM macro", _format_cim(cim),
+         "Same test split, on one simulated chip (params.yaml `cim`): uncalibrated, and with the chip's ADC "
+         "correction tables and sign trim. Energy, latency, GOPS and TOPS/W count the calibrated run on one "
+         "macro (mean over seeds)."),
+        ("DYNASTY dynamic-precision training", _format_dynasty(dynasty),
+         "Speedup and energy are the cost model's over the actual maps of each run against uniform "
+         "`dynasty.cost.baseline_bits`, with MAC cost proportional to the product of operand widths "
+         "(bit-exact) or of their 2-bit brick counts (Bit Fusion-style). Validation accuracy on the run's own "
+         "block-floating-point maps; test accuracy of the exported model."),
+    ]
+
+
+def render_markdown(title: str, sections: list[tuple[str, pd.DataFrame, str]], plots: list[Path]) -> str:
+    parts = [f"# {title}", "", "Generated by `cimflow report` from the run's artifacts.", ""]
+    for heading, table, note in sections:
+        parts += [f"## {heading}", "", to_markdown(table), "", note, ""]
+    parts += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(parts) + "\n"
 
 
-def render_html(title: str, frame: pd.DataFrame, cim: pd.DataFrame, dynasty: pd.DataFrame,
-                plots: list[Path]) -> str:
-    table = _format(frame).to_html(index=False, border=0, classes="results")
-    table += "\n<h2>On the simulated CD-CiM macro</h2>\n"
-    table += _format_cim(cim).to_html(index=False, border=0, classes="results")
-    table += "\n<h2>DYNASTY dynamic-precision training</h2>\n"
-    table += _format_dynasty(dynasty).to_html(index=False, border=0, classes="results")
+def render_html(title: str, sections: list[tuple[str, pd.DataFrame, str]], plots: list[Path]) -> str:
+    body = "\n".join(f"<h2>{html.escape(heading)}</h2>\n{table.to_html(index=False, border=0, classes='results')}"
+                     f"\n<p>{html.escape(note)}</p>" for heading, table, note in sections)
     images = "\n".join(f'<figure><img src="{html.escape(p.name)}" alt="{html.escape(p.stem)}"></figure>'
                        for p in plots)
     return (f"<!doctype html>\n<html><head><meta charset='utf-8'><title>{html.escape(title)}</title>\n"
             "<style>body{font-family:sans-serif;margin:2em}table.results{border-collapse:collapse}"
             "table.results td,table.results th{padding:4px 10px;border-bottom:1px solid #ccc;text-align:right}"
             "img{max-width:100%}</style></head><body>\n"
-            f"<h1>{html.escape(title)}</h1>\n{table}\n{images}\n</body></html>\n")
+            f"<h1>{html.escape(title)}</h1>\n{body}\n{images}\n</body></html>\n")

@@ -126,6 +126,7 @@ def stage_run(
     inputs: list[Path],
     task: str = "",
     method: str = "",
+    seed: int | None = None,
 ) -> Iterator[StageRun]:
     """Open an MLflow run for one stage job with the standard cimflow tags."""
     if not tracking_enabled():
@@ -138,18 +139,20 @@ def stage_run(
         "cimflow.stage": stage,
         "cimflow.task": task,
         "cimflow.method": method,
+        "cimflow.seed": "" if seed is None else str(seed),
         "cimflow.git_commit": git_commit(),
         "cimflow.params_hash": params_hash(params),
         "cimflow.pipeline_id": pipeline_id(),
     }
     tags |= {f"cimflow.input.{p}": file_sha256(p)[:16] for p in inputs}
-    name = "/".join(x for x in (stage, task, method) if x)
+    name = "/".join(x for x in (stage, task, method, "" if seed is None else f"seed{seed}") if x)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
         mlflow.log_params({k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(params).items()})
         yield StageRun(run.info.run_id)
 
 
-def search_stage_runs(task: str | None, method: str | None, stage: str | None, max_results: int) -> list[dict]:
+def search_stage_runs(task: str | None, method: str | None, stage: str | None, max_results: int,
+                      seed: int | None = None) -> list[dict]:
     """Runs of the cimflow experiment, newest first, as plain dicts (tags, params, metrics)."""
     import mlflow
 
@@ -158,7 +161,8 @@ def search_stage_runs(task: str | None, method: str | None, stage: str | None, m
     if experiment is None:
         return []
     clauses = [f"tags.`cimflow.{key}` = '{value}'" for key, value in
-               (("task", task), ("method", method), ("stage", stage)) if value]
+               (("task", task), ("method", method), ("stage", stage),
+                ("seed", None if seed is None else str(seed))) if value]
     runs = mlflow.search_runs(
         experiment_ids=[experiment.experiment_id],
         filter_string=" and ".join(clauses),

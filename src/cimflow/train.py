@@ -131,15 +131,19 @@ def train(
     model: nn.Module,
     train_images: np.ndarray,
     train_labels: np.ndarray,
-    test_images: np.ndarray,
-    test_labels: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
     prep: Preprocessor,
     params: TrainParams,
     seed: int,
     hooks: Sequence[Hook] = (),
     device: torch.device | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place with SGD+Nesterov; returns one metrics dict per epoch."""
+    """Train ``model`` in place with SGD+Nesterov; returns one metrics dict per epoch.
+
+    Each epoch ends with the loss and accuracy on the validation images: every
+    decision made during or about training sees those, never the test split.
+    """
     device = device or select_device()
     model.to(device)
     gen = torch.Generator().manual_seed(seed)
@@ -192,14 +196,14 @@ def train(
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        test_loss, test_acc, _ = evaluate_model(model, test_images, test_labels, prep, 1000, device)
+        val_loss, val_acc, _ = evaluate_model(model, val_images, val_labels, prep, 1000, device)
         metrics = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": loss_sum / seen,
             "train_accuracy": correct / seen,
-            "test_loss": test_loss,
-            "test_accuracy": test_acc,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
             "seconds": time.perf_counter() - started,
         }
         for hook in hooks:
@@ -207,7 +211,7 @@ def train(
         history.append(metrics)
         print(
             f"epoch {epoch + 1}/{params.epochs}: loss {metrics['train_loss']:.4f} "
-            f"train {metrics['train_accuracy']:.4f} test {test_acc:.4f} ({metrics['seconds']:.1f}s)",
+            f"train {metrics['train_accuracy']:.4f} val {val_acc:.4f} ({metrics['seconds']:.1f}s)",
             file=sys.stderr,
             flush=True,
         )

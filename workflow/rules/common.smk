@@ -1,4 +1,5 @@
-# Helpers shared by the rules: params validation, per-stage params and code inputs.
+# Helpers shared by the rules: params validation, per-stage params and code inputs, and
+# which artifacts each (task, seed, method) has (from the method table in cimflow.methods).
 import os
 import uuid
 
@@ -6,20 +7,26 @@ import yaml
 
 from cimflow import layout
 from cimflow.config import load_params, lookup, parse_params
+from cimflow.methods import METHODS, writing
 from cimflow.stages import STAGES, code_files
 
-# Validate params.yaml itself (what the stages read) and the merged Snakemake config.
+# Validate params.yaml itself (what the stages read) and the merged Snakemake config
+# (params.yaml plus --configfile/--config overlays, e.g. configs/claims.yaml).
 load_params("params.yaml")
 _run_params = parse_params(config, "params.yaml + --config")
 _on_disk = yaml.safe_load(open("params.yaml"))
 _overridden = sorted(k for k in set(config) | set(_on_disk) if config.get(k) != _on_disk.get(k))
-if set(_overridden) - {"tasks", "methods"}:
+if set(_overridden) - {"tasks", "methods", "seeds"}:
     raise ValueError(
-        f"--config may only select 'tasks' and 'methods'; edit params.yaml to change {_overridden}"
+        f"--config/--configfile may only select 'tasks', 'methods' and 'seeds'; edit params.yaml to change {_overridden}"
     )
 
 # One id for every MLflow run of this invocation (jobs inherit the environment).
 os.environ.setdefault("CIMFLOW_PIPELINE_ID", f"snakemake-{uuid.uuid4().hex[:12]}")
+
+wildcard_constraints:
+    seed=r"\d+",
+    task=r"[A-Za-z0-9_]+",
 
 
 def stage_params(stage):
@@ -36,35 +43,41 @@ def code(stage):
     return list(code_files(stage))
 
 
+def exact_codes(wildcards):
+    """The method's integer weight codes, for methods that write them (export keeps them exactly)."""
+    return [str(layout.path(layout.QUANTIZED, **wildcards))] if layout.QUANTIZED in METHODS[wildcards.method].outputs else []
+
+
 def report_outputs():
     return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
             layout.PLOT_CIM_SWEEP, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS]
 
 
+def _every(pattern, methods=None):
+    methods = config["methods"] if methods is None else methods
+    return expand(pattern, task=config["tasks"], seed=config["seeds"], method=methods)
+
+
 def run_metrics():
-    return expand(layout.METRICS, task=config["tasks"], method=config["methods"])
+    return _every(layout.METRICS)
 
 
 def run_histories():
-    methods = [m for m in config["methods"] if m in ("baseline", "dynasty", "dynasty_int8")]
-    return expand(layout.HISTORY, task=config["tasks"], method=methods)
+    return _every(layout.HISTORY, writing(layout.HISTORY, config["methods"]))
 
 
 def run_steps():
-    methods = [m for m in config["methods"] if m not in ("baseline", "dynasty", "dynasty_int8")]
-    return expand(layout.STEPS, task=config["tasks"], method=methods)
+    return _every(layout.STEPS, writing(layout.STEPS, config["methods"]))
 
 
 def run_dynasty():
-    methods = [m for m in config["methods"] if m in ("dynasty", "dynasty_int8")]
-    return expand(layout.DYNASTY_SUMMARY, task=config["tasks"], method=methods) + expand(
-        layout.BITMAPS, task=config["tasks"], method=methods
-    )
+    methods = writing(layout.DYNASTY_SUMMARY, config["methods"])
+    return _every(layout.DYNASTY_SUMMARY, methods) + _every(layout.BITMAPS, methods)
 
 
 def run_cim_metrics():
-    return expand(layout.CIM_METRICS, task=config["tasks"], method=config["methods"])
+    return _every(layout.CIM_METRICS)
 
 
 def run_cim_sweeps():
-    return expand(layout.CIM_SWEEP, task=config["tasks"], method=_run_params.swept_methods)
+    return _every(layout.CIM_SWEEP, _run_params.swept_methods)

@@ -2,7 +2,7 @@ rule admm_prune:
     input:
         code=code("admm_prune"),
         train=layout.PREPARED_TRAIN,
-        test=layout.PREPARED_TEST,
+        val=layout.PREPARED_VAL,
         model=layout.for_method(layout.MODEL, "baseline"),
     output:
         model=layout.for_method(layout.MODEL, "admm_prune"),
@@ -11,7 +11,7 @@ rule admm_prune:
     params:
         values=stage_params("admm_prune"),
     log:
-        "logs/admm_prune/{task}.log",
+        "logs/admm_prune/{task}-{seed}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -19,14 +19,14 @@ rule admm_prune:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow admm_prune --task {wildcards.task} --method admm_prune --log {log}"
+        "cimflow admm_prune --task {wildcards.task} --seed {wildcards.seed} --method admm_prune --log {log}"
 
 
 rule admm_quantize:
     input:
         code=code("admm_quantize"),
         train=layout.PREPARED_TRAIN,
-        test=layout.PREPARED_TEST,
+        val=layout.PREPARED_VAL,
         model=layout.for_method(layout.MODEL, "admm_prune"),
         masks=layout.for_method(layout.MASKS, "admm_prune"),
     output:
@@ -36,7 +36,7 @@ rule admm_quantize:
     params:
         values=stage_params("admm_quantize"),
     log:
-        "logs/admm_quantize/{task}.log",
+        "logs/admm_quantize/{task}-{seed}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -44,14 +44,14 @@ rule admm_quantize:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow admm_quantize --task {wildcards.task} --method admm_quant --log {log}"
+        "cimflow admm_quantize --task {wildcards.task} --seed {wildcards.seed} --method admm_quant --log {log}"
 
 
 rule admm_binarize:
     input:
         code=code("admm_binarize"),
         train=layout.PREPARED_TRAIN,
-        test=layout.PREPARED_TEST,
+        val=layout.PREPARED_VAL,
         model=layout.for_method(layout.MODEL, "baseline"),
     output:
         model=layout.for_method(layout.MODEL, "admm_binary"),
@@ -60,7 +60,7 @@ rule admm_binarize:
     params:
         values=stage_params("admm_binarize"),
     log:
-        "logs/admm_binarize/{task}.log",
+        "logs/admm_binarize/{task}-{seed}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -68,14 +68,14 @@ rule admm_binarize:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow admm_binarize --task {wildcards.task} --method admm_binary --log {log}"
+        "cimflow admm_binarize --task {wildcards.task} --seed {wildcards.seed} --method admm_binary --log {log}"
 
 
 rule magnitude_prune:
     input:
         code=code("magnitude_prune"),
         train=layout.PREPARED_TRAIN,
-        test=layout.PREPARED_TEST,
+        val=layout.PREPARED_VAL,
         model=layout.for_method(layout.MODEL, "baseline"),
     output:
         model=layout.for_method(layout.MODEL, "magnitude_{schedule}"),
@@ -86,7 +86,7 @@ rule magnitude_prune:
     wildcard_constraints:
         schedule="one_shot|iterative",
     log:
-        "logs/magnitude_prune/{task}-{schedule}.log",
+        "logs/magnitude_prune/{task}-{seed}-{schedule}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -94,4 +94,4 @@ rule magnitude_prune:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow magnitude_prune --task {wildcards.task} --method magnitude_{wildcards.schedule} --log {log}"
+        "cimflow magnitude_prune --task {wildcards.task} --seed {wildcards.seed} --method magnitude_{wildcards.schedule} --log {log}"

@@ -3,6 +3,7 @@ rule prepare:
         code=code("prepare"),
     output:
         train=layout.PREPARED_TRAIN,
+        val=layout.PREPARED_VAL,
         test=layout.PREPARED_TEST,
         manifest=layout.MANIFEST,
     params:

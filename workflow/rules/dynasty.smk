@@ -2,7 +2,7 @@ rule dynasty_train:
     input:
         code=code("dynasty_train"),
         train=layout.PREPARED_TRAIN,
-        test=layout.PREPARED_TEST,
+        val=layout.PREPARED_VAL,
     output:
         model=layout.for_method(layout.MODEL, "{dynasty}"),
         history=layout.for_method(layout.HISTORY, "{dynasty}"),
@@ -15,7 +15,7 @@ rule dynasty_train:
     wildcard_constraints:
         dynasty="dynasty|dynasty_int8",
     log:
-        "logs/dynasty_train/{task}-{dynasty}.log",
+        "logs/dynasty_train/{task}-{seed}-{dynasty}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -23,4 +23,4 @@ rule dynasty_train:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow dynasty_train --task {wildcards.task} --method {wildcards.dynasty} --log {log}"
+        "cimflow dynasty_train --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.dynasty} --log {log}"

@@ -3,12 +3,13 @@ rule export:
         code=code("export"),
         model=layout.MODEL,
         train=layout.PREPARED_TRAIN,
+        codes=exact_codes,
     output:
         int8=layout.INT8_MODEL,
     params:
         values=stage_params("export"),
     log:
-        "logs/export/{task}-{method}.log",
+        "logs/export/{task}-{seed}-{method}.log",
     threads: config["threads"]
     resources:
         mem_mb=4000,
@@ -16,7 +17,7 @@ rule export:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow export --task {wildcards.task} --method {wildcards.method} --log {log}"
+        "cimflow export --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"
 
 
 rule evaluate:
@@ -30,7 +31,7 @@ rule evaluate:
     params:
         values=stage_params("evaluate"),
     log:
-        "logs/evaluate/{task}-{method}.log",
+        "logs/evaluate/{task}-{seed}-{method}.log",
     threads: config["threads"]
     resources:
         mem_mb=4000,
@@ -38,4 +39,4 @@ rule evaluate:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow evaluate --task {wildcards.task} --method {wildcards.method} --log {log}"
+        "cimflow evaluate --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"

@@ -30,7 +30,7 @@ rule map:
     params:
         values=stage_params("map"),
     log:
-        "logs/map/{task}-{method}.log",
+        "logs/map/{task}-{seed}-{method}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -38,7 +38,7 @@ rule map:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow map --task {wildcards.task} --method {wildcards.method} --log {log}"
+        "cimflow map --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"
 
 
 rule evaluate_cim:
@@ -54,7 +54,7 @@ rule evaluate_cim:
     params:
         values=stage_params("evaluate_cim"),
     log:
-        "logs/evaluate_cim/{task}-{method}.log",
+        "logs/evaluate_cim/{task}-{seed}-{method}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -62,7 +62,7 @@ rule evaluate_cim:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow evaluate_cim --task {wildcards.task} --method {wildcards.method} --log {log}"
+        "cimflow evaluate_cim --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"
 
 
 rule cim_sweep:
@@ -76,7 +76,7 @@ rule cim_sweep:
     params:
         values=stage_params("cim_sweep"),
     log:
-        "logs/cim_sweep/{task}-{method}.log",
+        "logs/cim_sweep/{task}-{seed}-{method}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -84,4 +84,4 @@ rule cim_sweep:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow cim_sweep --task {wildcards.task} --method {wildcards.method} --log {log}"
+        "cimflow cim_sweep --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"

@@ -2,14 +2,14 @@ rule train:
     input:
         code=code("train"),
         train=layout.PREPARED_TRAIN,
-        test=layout.PREPARED_TEST,
+        val=layout.PREPARED_VAL,
     output:
         model=layout.for_method(layout.MODEL, "baseline"),
         history=layout.for_method(layout.HISTORY, "baseline"),
     params:
         values=stage_params("train"),
     log:
-        "logs/train/{task}.log",
+        "logs/train/{task}-{seed}.log",
     threads: config["threads"]
     resources:
         mem_mb=8000,
@@ -17,4 +17,4 @@ rule train:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow train --task {wildcards.task} --method baseline --log {log}"
+        "cimflow train --task {wildcards.task} --seed {wildcards.seed} --method baseline --log {log}"

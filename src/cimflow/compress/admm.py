@@ -56,7 +56,7 @@ class PruneResult:
 
     Columns: step, phase ("admm" after each period's Z/U update, "hard_prune" or
     "prune" after the projection, "retrain"), period (0 outside ADMM), layer,
-    target_ratio, nonzeros, total, rho (NaN outside ADMM), test_accuracy,
+    target_ratio, nonzeros, total, rho (NaN outside ADMM), val_accuracy,
     primal_residual (||W - Z|| / ||W||; for a projection, the share it removed),
     epochs (cumulative training epochs).
     """
@@ -105,7 +105,7 @@ class PhaseTrainer:
 
     model: nn.Module
     train_split: Split
-    test_split: Split
+    val_split: Split
     prep: Preprocessor
     base: TrainParams
     seed: int
@@ -118,16 +118,16 @@ class PhaseTrainer:
         self.model.to(self.device)
 
     def train(self, epochs: int, lr: float, hooks: Sequence[Hook]) -> float:
-        """Train ``epochs`` epochs at peak ``lr`` (no warmup); return the final test accuracy."""
+        """Train ``epochs`` epochs at peak ``lr`` (no warmup); return the final validation accuracy."""
         params = self.base.model_copy(update={"epochs": epochs, "lr": lr, "warmup_epochs": 0})
-        history = train(self.model, self.train_split.images, self.train_split.labels, self.test_split.images,
-                        self.test_split.labels, self.prep, params, self.seed + self._calls, hooks, self.device)
+        history = train(self.model, self.train_split.images, self.train_split.labels, self.val_split.images,
+                        self.val_split.labels, self.prep, params, self.seed + self._calls, hooks, self.device)
         self._calls += 1
         self.epochs_done += epochs
-        return history[-1]["test_accuracy"]
+        return history[-1]["val_accuracy"]
 
     def evaluate(self) -> float:
-        _, accuracy, _ = evaluate_model(self.model, self.test_split.images, self.test_split.labels, self.prep,
+        _, accuracy, _ = evaluate_model(self.model, self.val_split.images, self.val_split.labels, self.prep,
                                         1000, self.device)
         return accuracy
 
@@ -204,7 +204,7 @@ class PeriodRecord:
 
     period: int
     rho: float
-    test_accuracy: float
+    val_accuracy: float
     residuals: dict[str, float]
     epochs_done: int
 
@@ -220,7 +220,7 @@ def run_admm(trainer: PhaseTrainer, layers: Mapping[str, nn.Module], projections
         residuals = admm.update()
         records.append(PeriodRecord(period, rho, accuracy, residuals, trainer.epochs_done))
         gaps = " ".join(f"{n} {r:.3g}" for n, r in residuals.items())
-        print(f"{label} period {period}/{schedule.periods}: rho {rho:.3g} test {accuracy:.4f} "
+        print(f"{label} period {period}/{schedule.periods}: rho {rho:.3g} val {accuracy:.4f} "
               f"||W-Z||/||W|| {gaps}", file=sys.stderr, flush=True)
     return records
 
@@ -238,7 +238,7 @@ def _prune_row(step: int, phase: str, period: int, name: str, layer: nn.Module, 
                accuracy: float, residual: float, epochs_done: int) -> Row:
     return {"step": step, "phase": phase, "period": period, "layer": name, "target_ratio": ratio,
             "nonzeros": int(torch.count_nonzero(layer.weight)), "total": layer.weight.numel(), "rho": rho,
-            "test_accuracy": accuracy, "primal_residual": residual, "epochs": epochs_done}
+            "val_accuracy": accuracy, "primal_residual": residual, "epochs": epochs_done}
 
 
 def prune_and_retrain(trainer: PhaseTrainer, layers: Mapping[str, nn.Module], allowed: dict[str, Tensor],
@@ -259,11 +259,11 @@ def prune_and_retrain(trainer: PhaseTrainer, layers: Mapping[str, nn.Module], al
     accuracy = trainer.evaluate()
     rows = [_prune_row(step, prune_phase, 0, n, m, ratios[n], math.nan, accuracy, removed[n], trainer.epochs_done)
             for n, m in layers.items()]
-    print(f"step {step} {prune_phase}: test {accuracy:.4f} {_rate_text(trainer.model)}", file=sys.stderr, flush=True)
+    print(f"step {step} {prune_phase}: val {accuracy:.4f} {_rate_text(trainer.model)}", file=sys.stderr, flush=True)
     accuracy = trainer.train(retrain.epochs, retrain.lr, [HoldWeights(layers, masks)])
     rows += [_prune_row(step, "retrain", 0, n, m, ratios[n], math.nan, accuracy, 0.0, trainer.epochs_done)
              for n, m in layers.items()]
-    print(f"step {step} retrain: test {accuracy:.4f}", file=sys.stderr, flush=True)
+    print(f"step {step} retrain: val {accuracy:.4f}", file=sys.stderr, flush=True)
     return masks, rows
 
 
@@ -272,10 +272,10 @@ def _rate_text(model: nn.Module) -> str:
     return f"conv+fc weights {nonzero}/{total} nonzero ({total / max(nonzero, 1):.1f}x)"
 
 
-def admm_prune(model: nn.Module, train_split: Split, test_split: Split, prep: Preprocessor, base: TrainParams,
+def admm_prune(model: nn.Module, train_split: Split, val_split: Split, prep: Preprocessor, base: TrainParams,
                params: AdmmPruneParams, seed: int, device: torch.device | None = None) -> PruneResult:
     """Progressive ADMM pruning of ``model`` in place; ``base`` supplies batch, momentum, decay, schedule."""
-    trainer = PhaseTrainer(model, train_split, test_split, prep, base, seed, device)
+    trainer = PhaseTrainer(model, train_split, val_split, prep, base, seed, device)
     layers = constrained_layers(model, params.steps[0].ratios)
     allowed, rows = keep_all(layers), []
     for step, targets in enumerate(params.steps, start=1):
@@ -284,7 +284,7 @@ def admm_prune(model: nn.Module, train_split: Split, test_split: Split, prep: Pr
         label = f"admm prune step {step}/{len(params.steps)}"
         for record in run_admm(trainer, layers, projections, params.admm, allowed, label):
             rows += [_prune_row(step, "admm", record.period, n, m, targets.ratios[n], record.rho,
-                                record.test_accuracy, record.residuals[n], record.epochs_done)
+                                record.val_accuracy, record.residuals[n], record.epochs_done)
                      for n, m in layers.items()]
         allowed, step_rows = prune_and_retrain(trainer, layers, allowed, targets.ratios, params.granularity,
                                                params.retrain, step, "hard_prune")
@@ -296,7 +296,7 @@ def _quantize_row(phase: str, step: int, period: int, name: str, layer: nn.Modul
                   rho: float, accuracy: float, residual: float, epochs_done: int) -> Row:
     return {"step": step, "phase": phase, "period": period, "layer": name, "bits": bits, "frozen_fraction": frozen,
             "nonzeros": int(torch.count_nonzero(layer.weight)), "total": layer.weight.numel(), "rho": rho,
-            "test_accuracy": accuracy, "primal_residual": residual, "epochs": epochs_done}
+            "val_accuracy": accuracy, "primal_residual": residual, "epochs": epochs_done}
 
 
 def _freeze_nearest(weight: Tensor, snapped: Tensor, allowed: Tensor, frozen: Tensor, fraction: float) -> Tensor:
@@ -309,7 +309,7 @@ def _freeze_nearest(weight: Tensor, snapped: Tensor, allowed: Tensor, frozen: Te
     return frozen | newly
 
 
-def admm_quantize(model: nn.Module, train_split: Split, test_split: Split, prep: Preprocessor, base: TrainParams,
+def admm_quantize(model: nn.Module, train_split: Split, val_split: Split, prep: Preprocessor, base: TrainParams,
                   params: AdmmQuantizeParams, seed: int, masks: Mapping[str, np.ndarray] | None = None,
                   device: torch.device | None = None) -> QuantizeResult:
     """ADMM quantization of ``model`` in place, then progressive freezing onto the levels.
@@ -319,7 +319,7 @@ def admm_quantize(model: nn.Module, train_split: Split, test_split: Split, prep:
     scale is fitted once after ADMM and stays fixed so frozen weights remain on the
     level set.
     """
-    trainer = PhaseTrainer(model, train_split, test_split, prep, base, seed, device)
+    trainer = PhaseTrainer(model, train_split, val_split, prep, base, seed, device)
     layers = constrained_layers(model, params.bits)
     allowed = _masks_for(layers, masks or {})
     with torch.no_grad():
@@ -330,7 +330,7 @@ def admm_quantize(model: nn.Module, train_split: Split, test_split: Split, prep:
     rows = []
     for record in run_admm(trainer, layers, projections, params.admm, allowed, "admm quantize"):
         rows += [_quantize_row("admm", 0, record.period, n, m, params.bits[n], 0.0, record.rho,
-                               record.test_accuracy, record.residuals[n], record.epochs_done)
+                               record.val_accuracy, record.residuals[n], record.epochs_done)
                  for n, m in layers.items()]
     with torch.no_grad():
         scales = {n: quantize(m.weight, params.bits[n], allowed[n])[1] for n, m in layers.items()}
@@ -349,7 +349,7 @@ def admm_quantize(model: nn.Module, train_split: Split, test_split: Split, prep:
             rows.append(_quantize_row("freeze", round_, 0, name, layer, params.bits[name], share, math.nan,
                                       accuracy, gap, trainer.epochs_done))
         print(f"quantize freeze round {round_}/{len(params.freeze.fractions)} ({fraction:.0%} frozen): "
-              f"test {accuracy:.4f}", file=sys.stderr, flush=True)
+              f"val {accuracy:.4f}", file=sys.stderr, flush=True)
     codes = {n: layer_codes(m.weight.detach(), scales[n], params.bits[n], allowed[n]).cpu().numpy()
              for n, m in layers.items()}
     return QuantizeResult(codes, scales, rows)

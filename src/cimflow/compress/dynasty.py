@@ -7,7 +7,9 @@ each block's relative error at every candidate width, weighted by the block's sh
 of |dL/dx| (online analytics on that step's own forward and backward), and the map
 generator (dynasty_maps) redraws the width maps against the target with hysteresis
 and convergence feedback. A cost meter (dynasty_cost) charges every step at the maps
-then in force, so the modeled speedup and energy follow the actual run.
+then in force, so the modeled speedup and energy follow the actual run; it prices
+MACs bit-exact and in bricks, with the backward GEMMs' operands re-blocked along
+their own reduction axes.
 
 The uniform 8-bit baseline is this same hook with a fixed map:
 ``DynastyHook(params, seed, fixed_bits=params.cost.baseline_bits)``.
@@ -25,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from cimflow.compress.dynasty_cost import PHASE_OPERANDS, CostMeter, LayerGeometry, OperandWidths
+from cimflow.compress.dynasty_cost import PHASE_OPERANDS, CostMeter, LayerGeometry, OperandWidths, weight_storage_bits
 from cimflow.compress.dynasty_maps import BitWidthMapGenerator
 from cimflow.compress.dynasty_params import TENSOR_KINDS, DynastyParams
 from cimflow.compress.dynasty_quantizers import QuantizedWeight, QuantizeGradient, StraightThrough, TensorQuantizer
@@ -172,7 +174,7 @@ class DynastyHook(Hook):
             if name not in self.geometries:
                 raise RuntimeError(f"layer {name} did not run in the first training step")
             geometries.append(self.geometries[name])
-        self.meter = CostMeter(geometries, self.params.cost, self.metadata_bits)
+        self.meter = CostMeter(geometries, self.params.cost, self.metadata_bits, self.params.block_size)
         forward = {name: macs["forward"] for name, macs in self.meter.macs.items()}
         widest = {name for name, m in forward.items() if m <= self.params.widest_mac_share * sum(forward.values())}
         weights, kinds, floors = [], [], []
@@ -261,15 +263,33 @@ class DynastyHook(Hook):
         return self.meter.table()
 
     def summary(self) -> dict[str, float]:
-        """Headline numbers: modeled speedup and energy reduction vs the uniform baseline, mean widths."""
+        """Headline numbers: modeled speedup and energy reduction vs the uniform baseline (bit-exact and
+        brick-granular), the re-blocking charge on the backward GEMMs, weight storage, mean widths."""
         total = self.meter.table().iloc[-1]
         payload = total["bits_moved"] - total["metadata_bits"]
         return {
             "modeled_speedup": float(1.0 / total["relative_time"]),
             "modeled_energy_reduction": float(1.0 / total["relative_energy"]),
+            "modeled_speedup_brick": float(1.0 / total["relative_time_brick"]),
+            "modeled_energy_reduction_brick": float(1.0 / total["relative_energy_brick"]),
+            **self.meter.backward_reblock_ratios(),
+            **self.weight_storage(),
             "mean_width_product": float(total["mac_bit_products"] / total["macs"]),
             **{f"mean_bits_{k}": self._bit_steps[k] / self._steps for k in TENSOR_KINDS},
             "metadata_overhead": float(total["metadata_bits"] / payload),
             "map_refreshes": float(len(self._refreshes)),
             "final_stability_level": float(self.generator.level if self.generator else 0),
         }
+
+    def weight_storage(self) -> dict[str, float]:
+        """Bytes of the conv/linear layers as trained: BFP weights at the final map (payload, exponent and
+        width metadata per block) against uniform ``baseline_bits`` BFP (exponents only); fp32 biases in both."""
+        cost = self.params.cost
+        biases = 32.0 * sum(m.bias.numel() for _, m in self._layers if m.bias is not None)
+        dynasty = baseline = biases
+        for q in self.quantizers:
+            if q.kind == "weight":
+                sizes = q.layout.block_sizes()
+                dynasty += weight_storage_bits(sizes, q.bits.cpu(), cost.exponent_bits + self.metadata_bits)
+                baseline += weight_storage_bits(sizes, torch.full_like(sizes, cost.baseline_bits), cost.exponent_bits)
+        return {"weight_storage_bytes": dynasty / 8, "weight_storage_bytes_baseline": baseline / 8}

@@ -74,6 +74,7 @@ class CostParams(StrictModel):
     """The bit-scalable accelerator model (see dynasty_cost) and its 8-bit reference."""
 
     baseline_bits: Width
+    brick_bits: Annotated[int, Field(ge=1, le=8)]  # MAC brick width of the brick-granular model; 1 is bit-exact
     exponent_bits: Annotated[int, Field(ge=1, le=16)]
     mac_energy_pj: PositiveFloat
     memory_energy_pj_per_bit: PositiveFloat

@@ -35,11 +35,11 @@ def admm_epochs_per_step(params: AdmmPruneParams) -> int:
     return params.admm.periods * params.admm.period_epochs + params.retrain.epochs
 
 
-def magnitude_prune(model: nn.Module, train_split: Split, test_split: Split, prep: Preprocessor, base: TrainParams,
+def magnitude_prune(model: nn.Module, train_split: Split, val_split: Split, prep: Preprocessor, base: TrainParams,
                     params: AdmmPruneParams, seed: int, schedule: MagnitudeSchedule,
                     device: torch.device | None = None) -> PruneResult:
     """Prune ``model`` in place by weight magnitude with masked retraining; same table as ADMM."""
-    trainer = PhaseTrainer(model, train_split, test_split, prep, base, seed, device)
+    trainer = PhaseTrainer(model, train_split, val_split, prep, base, seed, device)
     layers = constrained_layers(model, params.steps[0].ratios)
     per_step = admm_epochs_per_step(params)
     if schedule == "iterative":

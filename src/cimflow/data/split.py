@@ -55,3 +55,10 @@ def stratified_split(
         n_test = round(test_fraction * len(members))
         is_test[rng.permutation(members)[:n_test]] = True
     return (images[~is_test], labels[~is_test]), (images[is_test], labels[is_test])
+
+
+def carve_validation(train: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
+    """(train, validation) from a training split: stratified, and seeded apart from the
+    test split's draw so that changing the validation size leaves the test set alone."""
+    (tr_x, tr_y), (va_x, va_y) = stratified_split(train.images, train.labels, val_fraction, seed + 1)
+    return Split(tr_x, tr_y, train.class_names), Split(va_x, va_y, train.class_names)

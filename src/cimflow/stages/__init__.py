@@ -20,6 +20,7 @@ class Stage:
     name: str
     params: tuple[str, ...]  # dotted params.yaml keys; may contain {task}
     module_name: str = ""  # stage module when several stages share one
+    seeded: bool = True  # runs once per training seed (takes --seed)
 
     @property
     def module(self) -> str:
@@ -32,25 +33,30 @@ class Stage:
 STAGES = {
     s.name: s
     for s in (
-        Stage("prepare", ("seed", "threads", "data.{task}")),
-        Stage("train", ("seed", "threads", "train.{task}")),
-        Stage("admm_prune", ("seed", "threads", "train.{task}", "admm.{task}.prune"), "compress"),
-        Stage("admm_quantize", ("seed", "threads", "train.{task}", "admm.{task}.quantize"), "compress"),
-        Stage("admm_binarize", ("seed", "threads", "train.{task}", "admm.{task}.binarize"), "compress"),
-        Stage("magnitude_prune", ("seed", "threads", "train.{task}", "admm.{task}.prune"), "compress"),
-        Stage("dynasty_train", ("seed", "threads", "train.{task}", "dynasty")),
-        Stage("export", ("seed", "threads", "export")),
+        Stage("prepare", ("threads", "data.{task}"), seeded=False),
+        Stage("train", ("threads", "train.{task}")),
+        Stage("admm_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
+        Stage("admm_quantize", ("threads", "train.{task}", "admm.{task}.quantize"), "compress"),
+        Stage("admm_binarize", ("threads", "train.{task}", "admm.{task}.binarize"), "compress"),
+        Stage("magnitude_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
+        Stage("dynasty_train", ("threads", "train.{task}", "dynasty")),
+        Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
-        Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration")),
-        Stage("map", ("seed", "threads", "cim.macro", "cim.chip_seed", "cim.full_scale_percentile",
+        Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration"), seeded=False),
+        Stage("map", ("threads", "cim.macro", "cim.chip_seed", "cim.full_scale_percentile",
                       "cim.calibration_images", "cim.noise", "cim.noise_seed", "cim.batch_size")),
         Stage("evaluate_cim", ("threads", "cim.macro", "cim.chip_seed", "cim.noise", "cim.noise_seed",
                                "cim.batch_size", "evaluate.confidence_level")),
-        Stage("cim_sweep", ("seed", "threads", "cim.macro", "cim.chip_seed", "cim.calibration", "cim.noise",
+        Stage("cim_sweep", ("threads", "cim.macro", "cim.chip_seed", "cim.calibration", "cim.noise",
                             "cim.noise_seed", "cim.batch_size", "cim.sweep")),
-        Stage("report", ("report",)),
+        Stage("report", ("report", "evaluate.confidence_level"), seeded=False),
     )
 }
+"""No stage reads ``seeds``: a seed reaches a job as its ``{seed}`` wildcard (``--seed``),
+so adding a seed adds jobs and reruns none."""
+
+EVALUATION_STAGES = frozenset({"evaluate", "evaluate_cim", "cim_sweep"})
+"""The only stages that may read a task's test split."""
 
 
 def _module_file(module: str) -> Path:

@@ -18,12 +18,12 @@ from cimflow.stages.cim_common import accuracy_and_counters, cim_model, load_cal
 from cimflow.stages.common import load_split, outputs_exist, setup_torch, stage_params
 
 
-def run(task: str, method: str, params_file: Path) -> None:
+def run(task: str, method: str, seed: int, params_file: Path) -> None:
     params, values = stage_params("evaluate_cim", params_file)
     setup_torch(params)
     cim = params.cim
-    int8_path = layout.path(layout.INT8_MODEL, task=task, method=method)
-    mapping = layout.path(layout.CIM_MAPPING, task=task, method=method)
+    int8_path = layout.path(layout.INT8_MODEL, task=task, seed=seed, method=method)
+    mapping = layout.path(layout.CIM_MAPPING, task=task, seed=seed, method=method)
     inputs = [int8_path, mapping, layout.path(layout.PREPARED_TEST, task=task), Path(layout.CIM_CODES), Path(layout.CIM_TRIM)]
     test = load_split(inputs[2])
     scales = scales_from_mapping(mapping)
@@ -31,13 +31,14 @@ def run(task: str, method: str, params_file: Path) -> None:
     n = len(test.labels)
     qmodel, spec = load_int8(int8_path)
     digital, _, _ = accuracy_and_counters(qmodel, spec, None, test, cim.batch_size)
-    metrics: dict[str, float | str] = {"task": task, "method": method, "test_samples": n, "int8_accuracy": digital}
+    metrics: dict[str, float | str] = {"task": task, "method": method, "seed": seed, "test_samples": n,
+                                       "int8_accuracy": digital}
     runs = {
         "uncalibrated": (cim.macro, None),
         "calibrated": (cim.macro, calibration),
         "calibrated_no_fused_relu": (MacroConfig.from_mapping(cim.macro.model_dump() | {"fused_relu": False}), calibration),
     }
-    with tracking.stage_run("evaluate_cim", values, inputs, task=task, method=method) as run_:
+    with tracking.stage_run("evaluate_cim", values, inputs, task=task, method=method, seed=seed) as run_:
         for label, (macro, tables) in runs.items():
             model, spec, plans = cim_model(int8_path, macro, cim, scales, tables)
             acc, pred, counts = accuracy_and_counters(model, spec, plans, test, cim.batch_size)
@@ -58,7 +59,7 @@ def run(task: str, method: str, params_file: Path) -> None:
             if label == "calibrated_no_fused_relu":
                 metrics["energy_per_inference_no_fused_relu_j"] = perf["energy_j"] / n
                 metrics["tops_per_w_no_fused_relu"] = perf["tops_per_w"]
-        out = layout.path(layout.CIM_METRICS, task=task, method=method)
+        out = layout.path(layout.CIM_METRICS, task=task, seed=seed, method=method)
         save_json(out, metrics)
         run_.log_metrics({k: v for k, v in metrics.items() if not isinstance(v, str)})
         run_.log_outputs(outputs_exist([out]))

@@ -16,20 +16,20 @@ from cimflow.stages.common import load_split, outputs_exist, sample_indices, set
 from cimflow.data.split import Split
 
 
-def run(task: str, method: str, params_file: Path) -> None:
+def run(task: str, method: str, seed: int, params_file: Path) -> None:
     params, values = stage_params("map", params_file)
     setup_torch(params)
     cim = params.cim
-    int8_path = layout.path(layout.INT8_MODEL, task=task, method=method)
+    int8_path = layout.path(layout.INT8_MODEL, task=task, seed=seed, method=method)
     inputs = [int8_path, layout.path(layout.PREPARED_TRAIN, task=task), Path(layout.CIM_CODES), Path(layout.CIM_TRIM)]
     train = load_split(inputs[1])
-    idx = sample_indices(len(train.labels), cim.calibration_images, params.seed)
+    idx = sample_indices(len(train.labels), cim.calibration_images, seed)
     calib = Split(train.images[idx], train.labels[idx], train.class_names)
     qmodel, spec = load_int8(int8_path)
     batches = [spec.prep(calib.images[i : i + cim.batch_size]) for i in range(0, len(idx), cim.batch_size)]
     scales = full_scales(qmodel, batches, cim.macro.rows, cim.full_scale_percentile)
-    out = layout.path(layout.CIM_MAPPING, task=task, method=method)
-    with tracking.stage_run("map", values, inputs, task=task, method=method) as run_:
+    out = layout.path(layout.CIM_MAPPING, task=task, seed=seed, method=method)
+    with tracking.stage_run("map", values, inputs, task=task, method=method, seed=seed) as run_:
         model, spec, plans = cim_model(int8_path, cim.macro, cim, scales, load_calibration())
         accuracy_and_counters(model, spec, plans, calib, cim.batch_size)
         rows = []

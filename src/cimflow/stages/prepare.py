@@ -1,4 +1,4 @@
-"""Stage `prepare`: read a raw data set and write train/test tensors plus a manifest."""
+"""Stage `prepare`: read a raw data set and write train/validation/test tensors plus a manifest."""
 
 from __future__ import annotations
 
@@ -12,17 +12,18 @@ from cimflow.config import Params
 from cimflow.data.cifar10 import load_cifar10_binary, load_cifar10_folder
 from cimflow.data.digits import load_digits
 from cimflow.data.mnist import load_mnist_idx
-from cimflow.data.split import Split
+from cimflow.data.split import Split, carve_validation
 from cimflow.data.usps import load_usps_h5
 from cimflow.stages.common import outputs_exist, save_split, stage_params
 
 
 def load_source(params: Params, task: str) -> tuple[Split, Split]:
+    """The source's (train, test) split: its official one, or a seeded stratified one."""
     cfg = params.data[task]
     if cfg.source == "sklearn_digits":
-        return load_digits(cfg.test_fraction, params.seed)
+        return load_digits(cfg.test_fraction, cfg.split_seed)
     if cfg.source == "mnist_idx":
-        return load_mnist_idx(Path(cfg.path), cfg.test_fraction, params.seed)
+        return load_mnist_idx(Path(cfg.path), cfg.test_fraction, cfg.split_seed)
     if cfg.source == "usps_h5":
         return load_usps_h5(Path(cfg.path))
     if cfg.source == "cifar10_folder":
@@ -53,13 +54,17 @@ def manifest(splits: dict[str, Split]) -> pd.DataFrame:
 
 def run(task: str, params_file: Path) -> None:
     params, values = stage_params("prepare", params_file, task=task)
+    cfg = params.data[task]
     train, test = load_source(params, task)
-    outs = [layout.path(p, task=task) for p in (layout.PREPARED_TRAIN, layout.PREPARED_TEST, layout.MANIFEST)]
-    table = manifest({"train": train, "test": test})
+    train, val = carve_validation(train, cfg.val_fraction, cfg.split_seed)
+    splits = {"train": train, "val": val, "test": test}
+    patterns = (layout.PREPARED_TRAIN, layout.PREPARED_VAL, layout.PREPARED_TEST)
+    outs = [layout.path(p, task=task) for p in (*patterns, layout.MANIFEST)]
+    table = manifest(splits)
     with tracking.stage_run("prepare", values, [], task=task) as run_:
-        save_split(outs[0], train, params.data[task].source)
-        save_split(outs[1], test, params.data[task].source)
-        save_table(outs[2], table)
-        run_.log_metrics({"train_samples": len(train.labels), "test_samples": len(test.labels),
-                          "classes": len(train.class_names)})
+        for path, split in zip(outs, splits.values(), strict=False):
+            save_split(path, split, cfg.source)
+        save_table(outs[3], table)
+        run_.log_metrics({f"{name}_samples": len(split.labels) for name, split in splits.items()}
+                         | {"classes": len(train.class_names)})
         run_.log_outputs(outputs_exist(outs))

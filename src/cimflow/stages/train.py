@@ -14,13 +14,13 @@ from cimflow.stages.common import load_split, outputs_exist, setup_torch, stage_
 from cimflow.train import seed_everything, train
 
 
-def run(task: str, method: str, params_file: Path) -> None:
+def run(task: str, method: str, seed: int, params_file: Path) -> None:
     params, values = stage_params("train", params_file, task=task)
     setup_torch(params)
     cfg = params.train[task]
-    inputs = [layout.path(p, task=task) for p in (layout.PREPARED_TRAIN, layout.PREPARED_TEST)]
-    train_split, test_split = (load_split(p) for p in inputs)
-    seed_everything(params.seed)
+    inputs = [layout.path(p, task=task) for p in (layout.PREPARED_TRAIN, layout.PREPARED_VAL)]
+    train_split, val_split = (load_split(p) for p in inputs)
+    seed_everything(seed)
     spec = ModelSpec(
         cfg.model,
         train_split.images.shape[1],
@@ -29,10 +29,10 @@ def run(task: str, method: str, params_file: Path) -> None:
         train_split.class_names,
     )
     model = spec.build()
-    outs = [layout.path(p, task=task, method=method) for p in (layout.MODEL, layout.HISTORY)]
-    with tracking.stage_run("train", values, inputs, task=task, method=method) as run_:
-        history = train(model, train_split.images, train_split.labels, test_split.images, test_split.labels,
-                        spec.prep, cfg, params.seed)
+    outs = [layout.path(p, task=task, seed=seed, method=method) for p in (layout.MODEL, layout.HISTORY)]
+    with tracking.stage_run("train", values, inputs, task=task, method=method, seed=seed) as run_:
+        history = train(model, train_split.images, train_split.labels, val_split.images, val_split.labels,
+                        spec.prep, cfg, seed)
         for row in history:
             run_.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]))
         model.cpu()
