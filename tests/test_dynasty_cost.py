@@ -12,22 +12,12 @@ from cimflow.compress.dynasty_cost import CostMeter, LayerGeometry, OperandWidth
 from cimflow.compress.dynasty_params import CostParams, DynastyParams
 from cimflow.config import TrainParams
 from cimflow.train import TrainState
+from test_dynasty import RAW_PARAMS as DYNASTY_PARAMS
 
 COST = CostParams(baseline_bits=8, brick_bits=2, exponent_bits=8, mac_energy_pj=0.2, memory_energy_pj_per_bit=0.1)
-RAW_PARAMS = {
-    "block_size": 16,
-    "candidate_bits": [2, 4, 6, 8],
-    "min_bits": {"weight": 2, "activation": 2, "gradient": 2},
-    "widest_mac_share": 0.0,
-    "stochastic_gradient_rounding": False,
-    "target": {"mode": "budget", "average_bits": 4.0, "ramp_bits": 0.0},
-    "refresh_interval": 1,
-    "hysteresis": 1,
-    "warmup_epochs": 0,
-    "stability": {"loss_ema_decay": 0.9, "divergence_tolerance": 0.1, "stall_patience": 3,
-                  "min_improvement": 0.01, "tighten_factor": 4.0, "max_level": 3},
-    "cost": COST.model_dump(),
-}
+# test_dynasty's parameters with a refresh every step and deterministic rounding.
+RAW_PARAMS = DYNASTY_PARAMS | {"stochastic_gradient_rounding": False, "refresh_interval": 1, "hysteresis": 1,
+                               "cost": COST.model_dump()}
 LINEAR = LayerGeometry("fc", (4, 32), (32,), (4,), (), (), (), 1, computes_input_gradient=True)
 CONV = LayerGeometry("conv", (6, 4, 3, 3), (8, 9, 9), (6, 5, 5), (2, 2), (1, 1), (1, 1), 2, True)  # 2 groups
 

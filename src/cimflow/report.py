@@ -211,19 +211,30 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, out: Path, dpi: int) -> None:
 
 
 def plot_cim_sweep(sweeps: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
-    """Accuracy and TOPS/W against ADC bits and capacitor mismatch, one line per model."""
+    """Accuracy and TOPS/W against ADC bits and capacitor mismatch, one line per model
+    (mean over its seeds; bars one standard deviation)."""
     fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex="col")
+    models: dict[str, list[pd.DataFrame]] = {}
+    for key, sweep in sweeps.items():  # key: task/method/seedN
+        models.setdefault(key.rpartition("/")[0], []).append(sweep)
     for col, (knob, label) in enumerate((("adc_bits", "ADC bits"), ("cap_mismatch_sigma", "capacitor mismatch sigma"))):
-        for name, sweep in sorted(sweeps.items()):
-            part = sweep[sweep["knob"] == knob].sort_values("value")
-            axes[0, col].plot(part["value"], 100 * part["accuracy"], "o-", label=name)
-            axes[1, col].plot(part["value"], part["tops_per_w"], "o-", label=name)
+        for name, runs in sorted(models.items()):
+            points = pd.concat(runs)
+            by_value = points[points["knob"] == knob].groupby("value")
+            mean, std = by_value.mean(numeric_only=True), by_value.std(numeric_only=True).fillna(0.0)
+            for row, column, scale in ((0, "accuracy", 100), (1, "tops_per_w", 1)):
+                axes[row, col].errorbar(mean.index, scale * mean[column], yerr=scale * std[column], marker="o",
+                                        capsize=3, label=f"{name} ({len(runs)} seeds)")
         axes[1, col].set_xlabel(label)
     axes[0, 0].set_ylabel("calibrated CiM accuracy (%)")
     axes[1, 0].set_ylabel("TOPS/W")
+    if not models:
+        axes[0, 0].text(0.5, 0.5, "no cim.sweep.methods model in this pipeline", ha="center", va="center",
+                        transform=axes[0, 0].transAxes)
     for ax in axes.flat:
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        if models:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)
@@ -264,12 +275,25 @@ def plot_compression(summary: pd.DataFrame, cim: pd.DataFrame, steps: dict[str, 
 
 
 def plot_training(histories: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
-    """Training and validation loss and validation accuracy per epoch, one line per run."""
+    """Training and validation loss and validation accuracy per epoch: the mean over
+    seeds of each task/method, with the seeds' range shaded."""
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for label, hist in sorted(histories.items()):
-        line = loss_ax.plot(hist["epoch"], hist["train_loss"], label=f"{label} train")[0]
-        loss_ax.plot(hist["epoch"], hist["val_loss"], "--", color=line.get_color(), label=f"{label} val")
-        acc_ax.plot(hist["epoch"], 100 * hist["val_accuracy"], color=line.get_color(), label=label)
+    runs: dict[str, list[pd.DataFrame]] = {}
+    for key, hist in histories.items():  # key: task/method/seedN
+        runs.setdefault(key.rpartition("/")[0], []).append(hist)
+    for label, hists in sorted(runs.items()):
+        stats_by_epoch = pd.concat(hists).groupby("epoch")
+        mean, low, high = stats_by_epoch.mean(), stats_by_epoch.min(), stats_by_epoch.max()
+        epochs = mean.index.to_numpy()
+        suffix = f" ({len(hists)} seeds)" if len(hists) > 1 else ""
+        line = loss_ax.plot(epochs, mean["train_loss"], label=f"{label} train{suffix}")[0]
+        color = line.get_color()
+        loss_ax.plot(epochs, mean["val_loss"], "--", color=color, label=f"{label} val")
+        acc_ax.plot(epochs, 100 * mean["val_accuracy"], color=color, label=label + suffix)
+        if len(hists) > 1:
+            loss_ax.fill_between(epochs, low["train_loss"], high["train_loss"], color=color, alpha=0.15)
+            acc_ax.fill_between(epochs, 100 * low["val_accuracy"], 100 * high["val_accuracy"], color=color,
+                                alpha=0.15)
     loss_ax.set_yscale("log")
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("cross-entropy")
@@ -325,7 +349,8 @@ def sections(summary: pd.DataFrame, paired: pd.DataFrame, per_seed: pd.DataFrame
          "Same test split, on one simulated chip (params.yaml `cim`): uncalibrated, and with the chip's ADC "
          "correction tables and sign trim. Energy, latency, GOPS and TOPS/W count the calibrated run on one "
          "macro (mean over seeds)."),
-        ("DYNASTY dynamic-precision training", _format_dynasty(dynasty),
+        ("DYNASTY dynamic-precision training",
+         _format_dynasty(dynasty) if len(dynasty) else pd.DataFrame({"DYNASTY": ["no DYNASTY run in this pipeline"]}),
          "Speedup and energy are the cost model's over the actual maps of each run against uniform "
          "`dynasty.cost.baseline_bits`, with MAC cost proportional to the product of operand widths "
          "(bit-exact) or of their 2-bit brick counts (Bit Fusion-style). Validation accuracy on the run's own "
