@@ -25,3 +25,21 @@ def test_unknown_tracking_switch_is_named(monkeypatch):
     with pytest.raises(CimflowError, match="CIMFLOW_TRACKING='maybe'"):
         with tracking.stage_run("train", {}, []):
             pass
+
+
+def test_compare_filters_and_groups_runs_by_seed(tmp_path, monkeypatch, capsys):
+    """Runs tagged with their seed: `compare --seed` picks one, `--over-seeds` averages them."""
+    from cimflow.compare import compare
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("CIMFLOW_EXPERIMENT", "compare-test")
+    monkeypatch.chdir(tmp_path)
+    for seed, accuracy in ((0, 0.90), (1, 0.94)):
+        with tracking.stage_run("evaluate", {"evaluate": {"batch_size": 8}}, [], task="digits", method="baseline",
+                                seed=seed) as run:
+            run.log_metrics({"float_accuracy": accuracy})
+    runs = tracking.search_stage_runs("digits", "baseline", "evaluate", 10, seed=1)
+    assert [r["tags"]["cimflow.seed"] for r in runs] == ["1"]
+    assert compare("digits", None, None, None, 10, as_json=False, over_seeds=True) == 0
+    table = capsys.readouterr().out
+    assert "0,1" in table and "0.9200" in table  # the seeds and their mean accuracy

@@ -128,6 +128,11 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
         assert metrics["parameters"] == 431_080 and 0.0 <= metrics["int8_accuracy"] <= 1.0
         summary = (project / layout.REPORT_MD).read_text()
         assert "| digits | baseline | 1 |" in summary and "## Paired differences" in summary
+        pruned, quantized = (json.loads((project / f"results/digits/seed0/{m}/metrics.json").read_text())
+                             for m in ("admm_prune", "admm_quant"))
+        # Same masks, 3-bit codes kept exactly by the export: the true size is well below 8-bit sparse.
+        assert quantized["nonzero_weights"] == pruned["nonzero_weights"]
+        assert quantized["stored_bytes"] < 0.8 * pruned["stored_bytes"] and "3b" in quantized["storage_encoding"]
 
         import mlflow
 

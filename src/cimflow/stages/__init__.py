@@ -20,7 +20,6 @@ class Stage:
     name: str
     params: tuple[str, ...]  # dotted params.yaml keys; may contain {task}
     module_name: str = ""  # stage module when several stages share one
-    seeded: bool = True  # runs once per training seed (takes --seed)
 
     @property
     def module(self) -> str:
@@ -33,7 +32,7 @@ class Stage:
 STAGES = {
     s.name: s
     for s in (
-        Stage("prepare", ("threads", "data.{task}"), seeded=False),
+        Stage("prepare", ("threads", "data.{task}")),
         Stage("train", ("threads", "train.{task}")),
         Stage("admm_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
         Stage("admm_quantize", ("threads", "train.{task}", "admm.{task}.quantize"), "compress"),
@@ -42,14 +41,14 @@ STAGES = {
         Stage("dynasty_train", ("threads", "train.{task}", "dynasty")),
         Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
-        Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration"), seeded=False),
+        Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration")),
         Stage("map", ("threads", "cim.macro", "cim.chip_seed", "cim.full_scale_percentile",
                       "cim.calibration_images", "cim.noise", "cim.noise_seed", "cim.batch_size")),
         Stage("evaluate_cim", ("threads", "cim.macro", "cim.chip_seed", "cim.noise", "cim.noise_seed",
                                "cim.batch_size", "evaluate.confidence_level")),
         Stage("cim_sweep", ("threads", "cim.macro", "cim.chip_seed", "cim.calibration", "cim.noise",
                             "cim.noise_seed", "cim.batch_size", "cim.sweep")),
-        Stage("report", ("report", "evaluate.confidence_level"), seeded=False),
+        Stage("report", ("report", "evaluate.confidence_level")),
     )
 }
 """No stage reads ``seeds``: a seed reaches a job as its ``{seed}`` wildcard (``--seed``),

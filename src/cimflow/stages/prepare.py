@@ -62,7 +62,7 @@ def run(task: str, params_file: Path) -> None:
     outs = [layout.path(p, task=task) for p in (*patterns, layout.MANIFEST)]
     table = manifest(splits)
     with tracking.stage_run("prepare", values, [], task=task) as run_:
-        for path, split in zip(outs, splits.values(), strict=False):
+        for path, split in zip(outs[:3], splits.values(), strict=True):
             save_split(path, split, cfg.source)
         save_table(outs[3], table)
         run_.log_metrics({f"{name}_samples": len(split.labels) for name, split in splits.items()}
