@@ -31,7 +31,8 @@ def child(mode: str, batch: int, params_file: Path) -> None:
     from cimflow.config import load_params
     from cimflow.hardware import attach_cim, full_scales
     from cimflow.models import build_model
-    from cimflow.quantize import quantize_model
+    from cimflow.graph import relu_follows
+    from cimflow.quantize import fold_batchnorm, quantize_model
 
     torch.manual_seed(0)
     params = load_params(params_file)
@@ -43,7 +44,8 @@ def child(mode: str, batch: int, params_file: Path) -> None:
         model = quantize_model(model, [x[:64]], 8, 8, 99.99)
         scales = full_scales(model, [x[:32]], cim.macro.rows, cim.full_scale_percentile)
         chip = CimMacro(cim.macro, cim.chip_seed, calibrate(cim.macro, cim.chip_seed, 16, 256))
-        attach_cim(model, chip, scales, build_model("resnet20", 3, 10, 32).relu_follows(), True, 0)
+        fused = relu_follows(fold_batchnorm(build_model("resnet20", 3, 10, 32).eval()))
+        attach_cim(model, chip, scales, fused, True, 0)
     before = _peak_mib()
     with torch.no_grad():
         model(x)

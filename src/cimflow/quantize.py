@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
+from cimflow.graph import FoldError, batchnorm_pairs
 from cimflow.modelio import ModelSpec
 
 INT8_FORMAT = "cimflow-int8-v1"
@@ -188,23 +189,32 @@ class QuantizedLayer(nn.Module):
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every ``bnK`` into its sibling ``convK`` (the naming our models use), in place."""
-    for parent in model.modules():
-        for name, bn in list(parent.named_children()):
-            if not (isinstance(bn, nn.BatchNorm2d) and name.startswith("bn")):
-                continue
-            conv = getattr(parent, "conv" + name[2:], None)
-            if not isinstance(conv, nn.Conv2d):
-                raise ValueError(f"cannot fold {name}: no sibling conv{name[2:]}")
-            with torch.no_grad():
-                gain = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-                folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                   conv.padding, conv.dilation, conv.groups, bias=True)
-                folded.weight.copy_(conv.weight * gain.view(-1, 1, 1, 1))
-                folded.bias.copy_((bias - bn.running_mean) * gain + bn.bias)
-            setattr(parent, "conv" + name[2:], folded)
-            setattr(parent, name, nn.Identity())
+    """Fold every BatchNorm into the conv/linear whose output it alone consumes, in place.
+
+    The pairs come from the model's graph (:func:`cimflow.graph.batchnorm_pairs`), so a
+    BN after a ReLU, a pooling or a shared output is refused with the layers named
+    rather than folded wrong. Exact for any gain sign: y = gain_c (W x + b - mean_c) + beta_c."""
+    modules = dict(model.named_modules())
+    for layer_name, bn_name in batchnorm_pairs(model):
+        layer, bn = modules[layer_name], modules[bn_name]
+        if bn.running_var is None:
+            raise FoldError(f"cannot fold {bn_name}: it tracks no running statistics")
+        with torch.no_grad():
+            gain = torch.rsqrt(bn.running_var + bn.eps)
+            if bn.weight is not None:
+                gain = gain * bn.weight
+            shift = bn.bias if bn.bias is not None else torch.zeros_like(gain)
+            bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+            if isinstance(layer, nn.Conv2d):
+                folded = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                                   layer.padding, layer.dilation, layer.groups, bias=True,
+                                   padding_mode=layer.padding_mode)
+            else:
+                folded = nn.Linear(layer.in_features, layer.out_features, bias=True)
+            folded.weight.copy_(layer.weight * gain.view(-1, *([1] * (layer.weight.ndim - 1))))
+            folded.bias.copy_((bias - bn.running_mean) * gain + shift)
+        _replace(model, layer_name, folded)
+        _replace(model, bn_name, nn.Identity())
     return model
 
 

@@ -22,10 +22,6 @@ class LeNet5(nn.Module):
         self.relu = nn.ReLU()
         self.fc2 = nn.Linear(500, num_classes)
 
-    def relu_follows(self) -> set[str]:
-        """Layers whose output goes straight into a ReLU (candidates for the fused CiM ReLU)."""
-        return {"fc1"}
-
     def forward(self, x: Tensor) -> Tensor:
         x = self.pool1(self.conv1(x))
         x = self.pool2(self.conv2(x))

@@ -59,11 +59,6 @@ class ResNet20(nn.Module):
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight)
 
-    def relu_follows(self) -> set[str]:
-        """Layers whose output (after BN folding) goes straight into a ReLU; the second conv of
-        a block is followed by the residual addition first, so its ReLU stays digital."""
-        return {"conv1"} | {f"layers.{i}.conv1" for i in range(len(self.layers))}
-
     def forward(self, x: Tensor) -> Tensor:
         x = self.layers(self.relu(self.bn1(self.conv1(x))))
         return self.fc(self.flatten(self.pool(x)))

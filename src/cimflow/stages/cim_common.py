@@ -14,9 +14,10 @@ from cimflow.cim.config import MacroConfig
 from cimflow.cim.simulator import CimMacro
 from cimflow.config import CimParams
 from cimflow.data.split import Split
+from cimflow.graph import relu_follows
 from cimflow.hardware import LayerPlan, attach_cim, total_counters
 from cimflow.modelio import ModelSpec
-from cimflow.quantize import load_int8
+from cimflow.quantize import fold_batchnorm, load_int8
 from cimflow.train import evaluate_model
 
 CPU = torch.device("cpu")
@@ -36,7 +37,8 @@ def cim_model(
     """A fresh copy of the int8 model routed through one simulated chip."""
     qmodel, spec = load_int8(int8_path)
     chip = CimMacro(macro, cim.chip_seed, calibration)
-    plans = attach_cim(qmodel, chip, scales, spec.build().relu_follows(), cim.noise, cim.noise_seed)
+    fused = relu_follows(fold_batchnorm(spec.build().eval()))  # from the graph, as the folded model runs
+    plans = attach_cim(qmodel, chip, scales, fused, cim.noise, cim.noise_seed)
     return qmodel, spec, plans
 
 
