@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+LENET5 = {"module": "cimflow.models.lenet5", "class": "LeNet5", "args": {}}  # train.T.model as params.yaml writes it
 BIN = Path(sys.executable).parent
 COPY_IGNORE = shutil.ignore_patterns(
     ".venv", ".git", ".snakemake", "results", "logs", "mlruns", "mlflow.db", "__pycache__", "*.so",

@@ -35,6 +35,7 @@ from cimflow.data.split import Split
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor
 from cimflow.train import seed_everything
+from conftest import LENET5
 
 INPUT = 16  # smallest LeNet-5 input: keeps every training run well under a second
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
@@ -186,7 +187,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def base() -> TrainParams:
-    return TrainParams(model="lenet5", input_size=INPUT, epochs=1, batch_size=64, lr=0.02, momentum=0.9,
+    return TrainParams(model=LENET5, input_size=INPUT, epochs=1, batch_size=64, lr=0.02, momentum=0.9,
                        weight_decay=5e-4, schedule="cosine", warmup_epochs=0, crop_padding=2, hflip=False)
 
 

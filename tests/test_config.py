@@ -6,13 +6,14 @@ import pytest
 import yaml
 
 from cimflow.config import ParamsError, load_params, parse_params
+from cimflow.models import BUILTIN
 from conftest import ROOT, run
 
 
 def test_committed_params_are_valid():
     params = load_params(ROOT / "params.yaml")
     assert params.tasks == ["digits"]
-    assert params.train["digits"].model == "lenet5"
+    assert params.train["digits"].model.to_ref() == BUILTIN["lenet5"]
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,12 @@ def test_committed_params_are_valid():
         ("seeds", [], ["seeds", "at least 1 item"]),
         ("seeds", [0, -1], ["seeds.1", "greater than or equal to 0", "-1"]),
         ("seeds", [3, 3], ["seeds lists a seed twice: [3, 3]"]),
+        ("train.digits.model", {"file": "nets/missing.py", "class": "Net", "args": {}},
+         ["train.digits.model", "model file 'nets/missing.py' is not a .py file"]),
+        ("train.digits.model", {"module": "cimflow.models.lenet5", "class": "LeNet5"},
+         ["train.digits.model.args: required key is missing"]),
+        ("train.digits.model", {"module": "cimflow.models.lenet5", "class": "Le Net", "args": {}},
+         ["train.digits.model.class", "should match pattern"]),
         ("export.weight_bits", 12, ["export.weight_bits", "less than or equal to 8", "12"]),
         ("train.digits.schedule", "linear", ["train.digits.schedule", "'cosine', 'step' or 'onecycle'", "'linear'"]),
         ("evaluate.batch_size", True, ["evaluate.batch_size", "valid integer", "True"]),

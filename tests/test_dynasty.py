@@ -21,6 +21,7 @@ from cimflow.data.digits import load_digits
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor
 from cimflow.train import TrainState, seed_everything, train
+from conftest import LENET5
 
 CANDIDATES = (2, 4, 6, 8)
 RAW_PARAMS = {
@@ -272,7 +273,7 @@ def test_conv_width_products_equal_the_im2col_sum():
 
 
 def _install(model: nn.Module, hook: DynastyHook) -> TrainState:
-    train_params = TrainParams(model="lenet5", input_size=28, epochs=1, batch_size=1, lr=0.1, momentum=0.0,
+    train_params = TrainParams(model=LENET5, input_size=28, epochs=1, batch_size=1, lr=0.1, momentum=0.0,
                                weight_decay=0.0, schedule="cosine", warmup_epochs=0, crop_padding=0, hflip=False)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     state = TrainState(model, optimizer, train_params, torch.device("cpu"), steps_per_epoch=1)
@@ -323,7 +324,7 @@ def _train_lenet(digits, hook: DynastyHook) -> nn.Module:
     torch.set_num_threads(1)
     seed_everything(0)
     model = build_model("lenet5", 1, 10, 28)
-    params = TrainParams(model="lenet5", input_size=28, epochs=2, batch_size=64, lr=0.02, momentum=0.9,
+    params = TrainParams(model=LENET5, input_size=28, epochs=2, batch_size=64, lr=0.02, momentum=0.9,
                          weight_decay=5e-4, schedule="cosine", warmup_epochs=0, crop_padding=2, hflip=False)
     train(model, train_split.images[:320], train_split.labels[:320], test_split.images[:200],
           test_split.labels[:200], Preprocessor.fit(train_split.images, 28), params, seed=0, hooks=[hook],

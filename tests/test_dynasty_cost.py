@@ -13,6 +13,7 @@ from cimflow.compress.dynasty_params import CostParams, DynastyParams
 from cimflow.config import TrainParams
 from cimflow.train import TrainState
 from test_dynasty import RAW_PARAMS as DYNASTY_PARAMS
+from conftest import LENET5
 
 COST = CostParams(baseline_bits=8, brick_bits=2, exponent_bits=8, mac_energy_pj=0.2, memory_energy_pj_per_bit=0.1)
 # test_dynasty's parameters with a refresh every step and deterministic rounding.
@@ -194,7 +195,7 @@ def _hook_one_step(fixed_bits: int | None) -> tuple[DynastyHook, nn.Linear]:
     torch.manual_seed(0)
     layer = nn.Linear(40, 24)
     hook = DynastyHook(DynastyParams.model_validate(RAW_PARAMS), seed=0, fixed_bits=fixed_bits)
-    train_params = TrainParams(model="lenet5", input_size=28, epochs=1, batch_size=4, lr=0.1, momentum=0.0,
+    train_params = TrainParams(model=LENET5, input_size=28, epochs=1, batch_size=4, lr=0.1, momentum=0.0,
                                weight_decay=0.0, schedule="cosine", warmup_epochs=0, crop_padding=0, hflip=False)
     state = TrainState(nn.Sequential(layer), torch.optim.SGD(layer.parameters(), lr=0.1), train_params,
                        torch.device("cpu"), steps_per_epoch=4)

@@ -10,7 +10,7 @@ from torch import nn
 from cimflow.artifacts import ArtifactError, save_tensors
 from cimflow.compress.projections import dequantize, prune_mask, quantize
 from cimflow.modelio import ModelSpec
-from cimflow.models import build_model
+from cimflow.models import BUILTIN, build_model
 from cimflow.preprocess import Preprocessor
 from cimflow.quantize import (
     CODES_FORMAT,
@@ -65,7 +65,7 @@ def test_lenet_export_keeps_admm_codes_and_levels_exactly(tmp_path):
     assert layers["fc2"].weight_bits == 8 and layers["fc2"].weight_q.abs().max() == 127
     assert int((layers["fc1"].weight_q == 0).sum()) == round(0.9 * 500 * 800)
 
-    spec = ModelSpec("lenet5", 1, 10, Preprocessor(28, (0.5,), (0.25,)), tuple("0123456789"))
+    spec = ModelSpec(BUILTIN["lenet5"], 1, 10, Preprocessor(28, (0.5,), (0.25,)), tuple("0123456789"))
     save_int8(tmp_path / "int8.safetensors", qmodel, spec)
     loaded = dict(quantized_layers(load_int8(tmp_path / "int8.safetensors")[0]))
     for name, q in layers.items():
@@ -180,7 +180,7 @@ def test_int8_file_with_codes_wider_than_its_bits_is_rejected(tmp_path):
     model, fixed = _lenet()
     qmodel = quantize_model(model, [torch.randn(2, 1, 28, 28)], 8, 8, 100.0, fixed_codes=fixed)
     qmodel.fc1.weight_q[0, 0] = 5  # beyond 3 bits
-    spec = ModelSpec("lenet5", 1, 10, Preprocessor(28, (0.5,), (0.25,)), tuple("0123456789"))
+    spec = ModelSpec(BUILTIN["lenet5"], 1, 10, Preprocessor(28, (0.5,), (0.25,)), tuple("0123456789"))
     save_int8(tmp_path / "int8.safetensors", qmodel, spec)
     with pytest.raises(ArtifactError, match="int8.safetensors: layer fc1: code 5"):
         load_int8(tmp_path / "int8.safetensors")

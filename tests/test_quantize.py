@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cimflow.modelio import ModelSpec
-from cimflow.models import build_model
+from cimflow.models import BUILTIN, build_model
 from cimflow.preprocess import Preprocessor
 from cimflow.quantize import exact_engine, fold_batchnorm, load_int8, quantize_model, quantized_layers, save_int8
 
@@ -58,7 +58,7 @@ def test_int8_model_tracks_float_and_round_trips(tmp_path):
     x = calib[0][:8]
     ref, out = model(x), qmodel(x)
     assert torch.corrcoef(torch.stack([ref.flatten(), out.flatten()]))[0, 1] > 0.99
-    spec = ModelSpec("resnet20", 3, 10, Preprocessor(32, (0.5,) * 3, (0.25,) * 3), tuple("abcdefghij"))
+    spec = ModelSpec(BUILTIN["resnet20"], 3, 10, Preprocessor(32, (0.5,) * 3, (0.25,) * 3), tuple("abcdefghij"))
     save_int8(tmp_path / "int8.safetensors", qmodel, spec)
     loaded, loaded_spec = load_int8(tmp_path / "int8.safetensors")
     assert loaded_spec == spec

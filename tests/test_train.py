@@ -11,6 +11,7 @@ from cimflow.data.digits import load_digits
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor, augment
 from cimflow.train import Hook, TrainState, seed_everything, train
+from conftest import LENET5
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def digits():
 
 
 def _params(**overrides) -> TrainParams:
-    base = dict(model="lenet5", input_size=28, epochs=2, batch_size=64, lr=0.02, momentum=0.9,
+    base = dict(model=LENET5, input_size=28, epochs=2, batch_size=64, lr=0.02, momentum=0.9,
                 weight_decay=5e-4, schedule="cosine", warmup_epochs=0, crop_padding=2, hflip=False)
     return TrainParams(**(base | overrides))
 

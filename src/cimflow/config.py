@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from cimflow.cim.config import MacroConfig
 from cimflow.compress.admm_params import AdmmPruneParams, AdmmQuantizeParams
 from cimflow.compress.dynasty_params import DynastyParams
 from cimflow.errors import CimflowError
 from cimflow.methods import METHODS as METHOD_TABLE
+from cimflow.modelref import ModelRef
 from cimflow.schema import StrictModel
 
 PARAMS_FILE = Path("params.yaml")
@@ -77,8 +78,41 @@ DataSource = Annotated[
 ]
 
 
+class _ModelSource(StrictModel):
+    """The network: its class and its own constructor arguments (the task supplies
+    in_channels, num_classes and input_size to a constructor that takes them)."""
+
+    class_name: Annotated[str, Field(alias="class", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    args: dict[str, Any]
+
+    def to_ref(self) -> ModelRef:
+        return ModelRef(self.class_name, module=getattr(self, "module", None), file=getattr(self, "file", None),
+                        args=dict(self.args))
+
+
+class ModuleModel(_ModelSource):
+    module: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]
+
+
+class FileModel(_ModelSource):
+    file: str
+
+    @model_validator(mode="after")
+    def _file_exists(self) -> FileModel:
+        if not self.file.endswith(".py") or not Path(self.file).is_file():
+            raise ValueError(f"model file {self.file!r} is not a .py file (relative to the project root)")
+        return self
+
+
+ModelParams = Annotated[
+    Annotated[ModuleModel, Tag("module-ref")] | Annotated[FileModel, Tag("file-ref")],
+    Discriminator(lambda raw: "file-ref" if (raw.get("file") if isinstance(raw, dict) else hasattr(raw, "file"))
+                  else "module-ref"),
+]
+
+
 class TrainParams(StrictModel):
-    model: Literal["lenet5", "resnet20"]
+    model: ModelParams
     input_size: Annotated[int, Field(ge=8, le=512)]
     epochs: PositiveInt
     batch_size: PositiveInt
@@ -189,7 +223,7 @@ class Params(StrictModel):
 _SOURCE_TAGS = {
     m.model_fields["source"].annotation.__args__[0]
     for m in (SklearnDigits, MnistIdx, UspsH5, Cifar10Folder, Cifar10Binary)
-}
+} | {"module-ref", "file-ref"}  # the model reference's union tags
 
 
 def _format_errors(path: Path, exc: ValidationError) -> str:

@@ -1,7 +1,7 @@
 """Float model artifacts: a state_dict in safetensors plus what is needed to rebuild it.
 
-The metadata carries the architecture name, its constructor arguments and the input
-preprocessing, so later stages rebuild the exact network without reading params.yaml
+The metadata carries the model reference (module or file, class and arguments; see
+cimflow.modelref), the task-derived constructor arguments and the input preprocessing, so later stages rebuild the exact network without reading params.yaml
 sections that belong to training (keeping DVC's dependency lists honest).
 """
 
@@ -15,28 +15,28 @@ import torch
 from torch import nn
 
 from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
-from cimflow.models import build_model
+from cimflow.modelref import ModelRef
 from cimflow.preprocess import Preprocessor
 
-MODEL_FORMAT = "cimflow-model-v1"
+MODEL_FORMAT = "cimflow-model-v2"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """Architecture and input contract of a trained network."""
 
-    model: str
+    model: ModelRef
     in_channels: int
     num_classes: int
     prep: Preprocessor
     class_names: tuple[str, ...]
 
     def build(self) -> nn.Module:
-        return build_model(self.model, self.in_channels, self.num_classes, self.prep.input_size)
+        return self.model.build(self.in_channels, self.num_classes, self.prep.input_size)
 
     def to_metadata(self) -> dict[str, str]:
         return {
-            "model": self.model,
+            "model": self.model.to_json(),
             "in_channels": str(self.in_channels),
             "num_classes": str(self.num_classes),
             "input_size": str(self.prep.input_size),
@@ -50,13 +50,13 @@ class ModelSpec:
         try:
             prep = Preprocessor(int(meta["input_size"]), tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"])))
             return cls(
-                meta["model"],
+                ModelRef.from_json(meta["model"]),
                 int(meta["in_channels"]),
                 int(meta["num_classes"]),
                 prep,
                 tuple(json.loads(meta["class_names"])),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path}: model metadata incomplete or malformed ({exc!r})") from exc
 
 
@@ -74,6 +74,6 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelSpec]:
     try:
         model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
     except RuntimeError as exc:
-        raise ArtifactError(f"{path}: weights do not fit a {spec.model} ({exc})") from exc
+        raise ArtifactError(f"{path}: weights do not fit a {spec.model.class_name} ({exc})") from exc
     model.eval()
     return model, spec

@@ -357,7 +357,7 @@ def load_int8(path: str | os.PathLike) -> tuple[nn.Module, ModelSpec]:
                 getattr(q, buf).copy_(torch.from_numpy(np.array(tensors[f"{name}.{buf}"])))
             _replace(model, name, q)
     except (KeyError, AttributeError, RuntimeError, ValueError) as exc:
-        raise ArtifactError(f"{path}: int8 layers do not match a {spec.model} ({exc!r})") from exc
+        raise ArtifactError(f"{path}: int8 layers do not match a {spec.model.class_name} ({exc!r})") from exc
     for name, q in quantized_layers(model):
         problem = _code_range_error(q.weight_q.numpy(), q.weight_bits)
         if problem is not None:

@@ -8,7 +8,7 @@ import yaml
 from cimflow import layout
 from cimflow.config import load_params, lookup, parse_params
 from cimflow.methods import METHODS, writing
-from cimflow.stages import STAGES, code_files
+from cimflow.stages import STAGES, code_files, model_code_files
 
 # Validate params.yaml itself (what the stages read) and the merged Snakemake config
 # (params.yaml plus --configfile/--config overlays, e.g. configs/claims.yaml).
@@ -39,8 +39,12 @@ def stage_params(stage):
 
 
 def code(stage):
-    """The src/cimflow files the stage runs: editing one reruns the stage."""
-    return list(code_files(stage))
+    """The files the stage runs (its cimflow modules, and the task's model code for stages
+    that build the network): editing one reruns the stage."""
+    files = list(code_files(stage))
+    if not STAGES[stage].runs_model:
+        return files
+    return lambda wildcards: files + list(model_code_files(_run_params.train[wildcards.task].model.to_ref()))
 
 
 def exact_codes(wildcards):

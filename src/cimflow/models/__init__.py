@@ -1,18 +1,22 @@
-"""Model zoo: the networks the pruning and CiM literature evaluate on."""
+"""Model zoo: the networks the pruning and CiM literature evaluate on, named in
+params.yaml by reference like any user's own (see cimflow.modelref)."""
 
 from torch import nn
 
+from cimflow.modelref import ModelRef
 from cimflow.models.lenet5 import LeNet5
 from cimflow.models.resnet20 import ResNet20
 
+BUILTIN = {
+    "lenet5": ModelRef("LeNet5", module="cimflow.models.lenet5"),
+    "resnet20": ModelRef("ResNet20", module="cimflow.models.resnet20"),
+}
+"""The networks that ship with cimflow, as the references params.yaml names them by."""
+
 
 def build_model(name: str, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
-    """Construct a model by its params.yaml name."""
-    if name == "lenet5":
-        return LeNet5(in_channels, num_classes, input_size)
-    if name == "resnet20":
-        return ResNet20(in_channels, num_classes)
-    raise ValueError(f"unknown model {name!r} (known: lenet5, resnet20)")
+    """A built-in network by short name (tests and benchmarks)."""
+    return BUILTIN[name].build(in_channels, num_classes, input_size)
 
 
-__all__ = ["LeNet5", "ResNet20", "build_model"]
+__all__ = ["BUILTIN", "LeNet5", "ResNet20", "build_model"]

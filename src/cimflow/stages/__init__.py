@@ -14,12 +14,15 @@ from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
 
+from cimflow.modelref import ModelRef
+
 
 @dataclass(frozen=True)
 class Stage:
     name: str
     params: tuple[str, ...]  # dotted params.yaml keys; may contain {task}
     module_name: str = ""  # stage module when several stages share one
+    runs_model: bool = True  # builds the task's network, so the model's code is an input
 
     @property
     def module(self) -> str:
@@ -32,7 +35,7 @@ class Stage:
 STAGES = {
     s.name: s
     for s in (
-        Stage("prepare", ("threads", "data.{task}")),
+        Stage("prepare", ("threads", "data.{task}"), runs_model=False),
         Stage("train", ("threads", "train.{task}")),
         Stage("admm_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
         Stage("admm_quantize", ("threads", "train.{task}", "admm.{task}.quantize"), "compress"),
@@ -41,14 +44,14 @@ STAGES = {
         Stage("dynasty_train", ("threads", "train.{task}", "dynasty")),
         Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
-        Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration")),
+        Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration"), runs_model=False),
         Stage("map", ("threads", "cim.macro", "cim.chip_seed", "cim.full_scale_percentile",
                       "cim.calibration_images", "cim.noise", "cim.noise_seed", "cim.batch_size")),
         Stage("evaluate_cim", ("threads", "cim.macro", "cim.chip_seed", "cim.noise", "cim.noise_seed",
                                "cim.batch_size", "evaluate.confidence_level")),
         Stage("cim_sweep", ("threads", "cim.macro", "cim.chip_seed", "cim.calibration", "cim.noise",
                             "cim.noise_seed", "cim.batch_size", "cim.sweep")),
-        Stage("report", ("report", "evaluate.confidence_level")),
+        Stage("report", ("report", "evaluate.confidence_level"), runs_model=False),
     )
 }
 """No stage reads ``seeds``: a seed reaches a job as its ``{seed}`` wildcard (``--seed``),
@@ -88,10 +91,9 @@ def _imports(module: str) -> set[str]:
     return found
 
 
-@cache
-def code_files(stage: str, root: Path = Path(".")) -> tuple[str, ...]:
-    """Source files (relative to ``root``) a stage runs: its module's import closure."""
-    todo, seen = [STAGES[stage].module, "cimflow.cli"], set()
+def _closure_files(roots: list[str]) -> set[str]:
+    """Source files (relative to the project) of the cimflow modules ``roots`` import, transitively."""
+    todo, seen = list(roots), set()
     while todo:
         mod = todo.pop()
         if mod in seen:
@@ -111,4 +113,25 @@ def code_files(stage: str, root: Path = Path(".")) -> tuple[str, ...]:
             stem = mod.rpartition(".")[2]
             sources = [file.with_name(f"{stem}.pyx"), *sorted(file.parent.glob("*.pxi"))]
         files.update(str((Path("src") / f.relative_to(src)).as_posix()) for f in sources if f.is_file())
-    return tuple(sorted(files))
+    return files
+
+
+@cache
+def code_files(stage: str) -> tuple[str, ...]:
+    """Source files a stage runs: its module's import closure (the model's code aside)."""
+    return tuple(sorted(_closure_files([STAGES[stage].module, "cimflow.cli"])))
+
+
+def model_code_files(model: ModelRef) -> tuple[str, ...]:
+    """The files a model reference runs: the user's file, or the import closure of a
+    cimflow model module. A module outside cimflow is not followed (name a file to track it)."""
+    return _model_files(model.module, model.file)
+
+
+@cache
+def _model_files(module: str | None, file: str | None) -> tuple[str, ...]:
+    if file is not None:
+        return (file,)
+    if module.split(".")[0] != "cimflow":
+        return ()
+    return tuple(sorted(_closure_files([module])))

@@ -30,7 +30,7 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     inputs = [layout.path(p, task=task) for p in (layout.PREPARED_TRAIN, layout.PREPARED_VAL)]
     train_split, val_split = (load_split(p) for p in inputs)
     seed_everything(seed)
-    spec = ModelSpec(cfg.model, train_split.images.shape[1], len(train_split.class_names),
+    spec = ModelSpec(cfg.model.to_ref(), train_split.images.shape[1], len(train_split.class_names),
                      Preprocessor.fit(train_split.images, cfg.input_size), train_split.class_names)
     model = spec.build()
     hook = DynastyHook(dyn, seed, fixed_bits=dyn.cost.baseline_bits if FIXED[method] else None)

@@ -31,8 +31,8 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     qmodel, _ = load_int8(inputs[1])
     test = load_split(inputs[2])
     cpu = torch.device("cpu")
-    metrics: dict[str, float | int | str] = {"task": task, "method": method, "seed": seed, "model": spec.model,
-                                             "test_samples": len(test.labels)}
+    metrics: dict[str, float | int | str] = {"task": task, "method": method, "seed": seed,
+                                             "model": spec.model.class_name, "test_samples": len(test.labels)}
     for name, net in (("float", model), ("int8", qmodel)):
         _, acc, pred = evaluate_model(net, test.images, test.labels, spec.prep, cfg.batch_size, cpu)
         low, high = wilson_interval(int(np.sum(pred == test.labels)), len(test.labels), cfg.confidence_level)

@@ -22,7 +22,7 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     train_split, val_split = (load_split(p) for p in inputs)
     seed_everything(seed)
     spec = ModelSpec(
-        cfg.model,
+        cfg.model.to_ref(),
         train_split.images.shape[1],
         len(train_split.class_names),
         Preprocessor.fit(train_split.images, cfg.input_size),
