@@ -13,6 +13,8 @@ from cimflow.stages import STAGES, code_files, model_code_files
 # Validate params.yaml itself (what the stages read) and the merged Snakemake config
 # (params.yaml plus --configfile/--config overlays, e.g. configs/claims.yaml).
 load_params("params.yaml")
+# `--config seeds=[0,1]` arrives as strings; a configfile's YAML integers do not.
+config["seeds"] = [int(s) if isinstance(s, str) and s.isdigit() else s for s in config.get("seeds", [])]
 _run_params = parse_params(config, "params.yaml + --config")
 _on_disk = yaml.safe_load(open("params.yaml"))
 _overridden = sorted(k for k in set(config) | set(_on_disk) if config.get(k) != _on_disk.get(k))
