@@ -35,8 +35,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from cimflow.compress.dynasty import DynastyHook
-from cimflow.compress.dynasty_params import DynastyParams
+from cimflow.compress.dynasty.hook import DynastyHook
+from cimflow.compress.dynasty.params import DynastyParams
 from cimflow.config import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.models import build_model

@@ -8,7 +8,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from cimflow.compress.admm import (
+from cimflow.compress.admm.solver import (
     AdmmPruneParams,
     AdmmQuantizeParams,
     HoldWeights,
@@ -17,8 +17,8 @@ from cimflow.compress.admm import (
     admm_quantize,
     constrained_layers,
 )
-from cimflow.compress.magnitude import magnitude_prune
-from cimflow.compress.projections import (
+from cimflow.compress.admm.magnitude import magnitude_prune
+from cimflow.compress.admm.projections import (
     dequantize,
     fit_scale,
     kept_count,

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from cimflow.compress.dynasty import DynastyHook
-from cimflow.compress.dynasty_blocks import BlockLayout, quantize_blocks, relative_errors
-from cimflow.compress.dynasty_cost import CostMeter, LayerGeometry, OperandWidths, width_products
-from cimflow.compress.dynasty_maps import BitWidthMapGenerator
-from cimflow.compress.dynasty_params import BudgetTarget, CostParams, DynastyParams, StabilityParams, ThresholdTarget
+from cimflow.compress.dynasty.hook import DynastyHook
+from cimflow.compress.dynasty.blocks import BlockLayout, quantize_blocks, relative_errors
+from cimflow.compress.dynasty.cost import CostMeter, LayerGeometry, OperandWidths, width_products
+from cimflow.compress.dynasty.maps import BitWidthMapGenerator
+from cimflow.compress.dynasty.params import BudgetTarget, CostParams, DynastyParams, StabilityParams, ThresholdTarget
 from cimflow.config import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.models import build_model

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cimflow.compress.dynasty import DynastyHook
-from cimflow.compress.dynasty_cost import CostMeter, LayerGeometry, OperandWidths, macs_per_sample, width_products
-from cimflow.compress.dynasty_params import CostParams, DynastyParams
+from cimflow.compress.dynasty.hook import DynastyHook
+from cimflow.compress.dynasty.cost import CostMeter, LayerGeometry, OperandWidths, macs_per_sample, width_products
+from cimflow.compress.dynasty.params import CostParams, DynastyParams
 from cimflow.config import TrainParams
 from cimflow.train import TrainState
 from test_dynasty import RAW_PARAMS as DYNASTY_PARAMS
@@ -24,7 +24,7 @@ CONV = LayerGeometry("conv", (6, 4, 3, 3), (8, 9, 9), (6, 5, 5), (2, 2), (1, 1),
 
 
 def _uniform(geom: LayerGeometry, bits: float) -> OperandWidths:
-    """Every entry at ``bits``; block counts as dynasty_blocks would cut them at block size 16."""
+    """Every entry at ``bits``; block counts as dynasty.blocks would cut them at block size 16."""
     shapes = (geom.weight_shape, geom.input_shape, geom.output_shape)
     return OperandWidths(*(torch.full(shape, bits, dtype=torch.float64) for shape in shapes), 8, 2, 1)
 

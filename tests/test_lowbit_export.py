@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cimflow.artifacts import ArtifactError, save_tensors
-from cimflow.compress.projections import dequantize, prune_mask, quantize
+from cimflow.compress.admm.projections import dequantize, prune_mask, quantize
 from cimflow.modelio import ModelSpec
 from cimflow.models import BUILTIN, build_model
 from cimflow.preprocess import Preprocessor

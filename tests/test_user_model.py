@@ -69,4 +69,4 @@ def test_a_model_from_a_users_file_runs_train_export_map_and_evaluate_cim(tmp_pa
     assert run(["cimflow", "dvc-yaml"], cwd=project).returncode == 0
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
     users = {name.split("-")[0] for name, stage in stages.items() if "nets/mynet.py" in stage["deps"]}
-    assert users == {"train", "export", "evaluate", "map", "evaluate_cim", "cim_sweep"}
+    assert users == {"baseline", "export", "evaluate", "map", "evaluate_cim", "cim_sweep"}  # rule names

@@ -15,8 +15,8 @@ import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from cimflow.cim.config import MacroConfig
-from cimflow.compress.admm_params import AdmmPruneParams, AdmmQuantizeParams
-from cimflow.compress.dynasty_params import DynastyParams
+from cimflow.compress.admm.params import AdmmPruneParams, AdmmQuantizeParams
+from cimflow.compress.dynasty.params import DynastyParams
 from cimflow.errors import CimflowError
 from cimflow.methods import METHODS as METHOD_TABLE
 from cimflow.modelref import ModelRef

@@ -1,14 +1,16 @@
-"""The methods a task can run: which stage builds each, from which model, what it
-writes, and what the report holds it against.
+"""The methods a task can run: which stage builds each, from which model and artifacts,
+what it writes, and what the report holds it against.
 
-One table read by the rules (which artifacts exist per method), the CLI (which
-methods a stage accepts), the stages (where a compressed model starts) and the report
-(paired comparisons), so a method's facts are written once.
+One table read by the rules (workflow/rules/methods.smk makes one rule per method from
+it), the CLI (which methods a stage accepts), the stages (what a compressed model
+starts from) and the report (paired comparisons), so a method's facts are written once
+and adding a method touches no rule file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from cimflow import layout
 
@@ -20,6 +22,7 @@ class Method:
     outputs: tuple[str, ...]  # layout patterns the stage writes for it
     source: str | None = None  # the method whose model it starts from (None: trained from scratch)
     reference: str | None = None  # what its accuracy is compared against, seed by seed
+    reads: tuple[str, ...] = ()  # the source's artifacts the stage reads (layout patterns)
 
 
 _PRUNED = (layout.MODEL, layout.MASKS, layout.STEPS)
@@ -30,11 +33,11 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("baseline", "train", (layout.MODEL, layout.HISTORY)),
-        Method("admm_prune", "admm_prune", _PRUNED, source="baseline", reference="baseline"),
-        Method("admm_quant", "admm_quantize", _QUANTIZED, source="admm_prune", reference="baseline"),
-        Method("admm_binary", "admm_binarize", _QUANTIZED, source="baseline", reference="baseline"),
-        Method("magnitude_one_shot", "magnitude_prune", _PRUNED, source="baseline", reference="baseline"),
-        Method("magnitude_iterative", "magnitude_prune", _PRUNED, source="baseline", reference="baseline"),
+        Method("admm_prune", "admm_prune", _PRUNED, "baseline", "baseline", (layout.MODEL,)),
+        Method("admm_quant", "admm_quantize", _QUANTIZED, "admm_prune", "baseline", (layout.MODEL, layout.MASKS)),
+        Method("admm_binary", "admm_binarize", _QUANTIZED, "baseline", "baseline", (layout.MODEL,)),
+        Method("magnitude_one_shot", "magnitude_prune", _PRUNED, "baseline", "baseline", (layout.MODEL,)),
+        Method("magnitude_iterative", "magnitude_prune", _PRUNED, "baseline", "baseline", (layout.MODEL,)),
         Method("dynasty", "dynasty_train", _DYNASTY, reference="dynasty_int8"),
         Method("dynasty_int8", "dynasty_train", _DYNASTY),
     )
@@ -49,3 +52,10 @@ def built_by(stage: str) -> list[str]:
 def writing(pattern: str, methods: list[str]) -> list[str]:
     """Those of ``methods`` whose stage writes the artifact ``pattern``."""
     return [m for m in methods if pattern in METHODS[m].outputs]
+
+
+def source_inputs(method: str) -> dict[str, str]:
+    """The source method's artifacts ``method``'s stage reads, as rule inputs by name
+    (patterns with task and seed left open)."""
+    spec = METHODS[method]
+    return {f"source_{Path(p).stem}": layout.for_method(p, spec.source) for p in spec.reads}

@@ -1,7 +1,7 @@
 """Compression methods that plug into the one training loop (cimflow.train) through hooks.
 
-Each method keeps to its own modules and touches no other. ADMM progressive pruning and
-quantization (arXiv 1903.09769, 1812.11677) is ``admm``, built on the exact constraint
-projections in ``projections``; ``magnitude`` is its one-shot and iterative
-magnitude-pruning baseline at the same ratios and epoch budget.
+One subpackage per method, each keeping to its own modules: ``admm`` (ADMM progressive
+pruning and quantization, with its magnitude-pruning baselines) and ``dynasty``
+(block-wise dynamic-precision training). Which stage builds a method and what it
+writes is declared once, in cimflow.methods.
 """

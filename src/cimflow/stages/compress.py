@@ -15,8 +15,8 @@ import pandas as pd
 
 from cimflow import layout, tracking
 from cimflow.artifacts import load_masks, save_masks, save_table
-from cimflow.compress.admm import admm_prune, admm_quantize, count_weights
-from cimflow.compress.magnitude import magnitude_prune
+from cimflow.compress.admm.solver import admm_prune, admm_quantize, count_weights
+from cimflow.compress.admm.magnitude import magnitude_prune
 from cimflow.methods import METHODS
 from cimflow.modelio import load_model, save_model
 from cimflow.quantize import save_codes
@@ -25,18 +25,17 @@ from cimflow.train import seed_everything
 
 
 def run(stage: str, task: str, method: str, seed: int, params_file: Path) -> None:
-    """Compress the model of ``method``'s source method into ``method``."""
+    """Compress the model of ``method``'s source method (the artifacts the method table
+    says it reads) into ``method``."""
     params, values = stage_params(stage, params_file, task=task)
     setup_torch(params)
     seed_everything(seed)
     cfg, base = params.admm[task], params.train[task]
-    source = METHODS[method].source
-    inputs = [layout.path(p, task=task) for p in (layout.PREPARED_TRAIN, layout.PREPARED_VAL)]
-    inputs.append(layout.path(layout.MODEL, task=task, seed=seed, method=source))
-    if stage == "admm_quantize":
-        inputs.append(layout.path(layout.MASKS, task=task, seed=seed, method=source))
+    entry = METHODS[method]
+    reads = {p: layout.path(p, task=task, seed=seed, method=entry.source) for p in entry.reads}
+    inputs = [*(layout.path(p, task=task) for p in (layout.PREPARED_TRAIN, layout.PREPARED_VAL)), *reads.values()]
     train_split, val_split = load_split(inputs[0]), load_split(inputs[1])
-    model, spec = load_model(inputs[2])
+    model, spec = load_model(reads[layout.MODEL])
     out = {k: layout.path(p, task=task, seed=seed, method=method)
            for k, p in (("model", layout.MODEL), ("steps", layout.STEPS), ("masks", layout.MASKS),
                         ("quantized", layout.QUANTIZED))}
@@ -47,7 +46,7 @@ def run(stage: str, task: str, method: str, seed: int, params_file: Path) -> Non
         elif stage == "magnitude_prune":
             result = magnitude_prune(*args, cfg.prune, seed, method.removeprefix("magnitude_"))
         elif stage == "admm_quantize":
-            result = admm_quantize(*args, cfg.quantize, seed, masks=load_masks(inputs[3]))
+            result = admm_quantize(*args, cfg.quantize, seed, masks=load_masks(reads[layout.MASKS]))
         else:
             result = admm_quantize(*args, cfg.binarize, seed, masks=None)
         written = [out["model"], out["steps"]]

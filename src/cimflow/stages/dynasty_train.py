@@ -14,7 +14,7 @@ import pandas as pd
 
 from cimflow import layout, tracking
 from cimflow.artifacts import save_json, save_table
-from cimflow.compress.dynasty import DynastyHook
+from cimflow.compress.dynasty.hook import DynastyHook
 from cimflow.modelio import ModelSpec, save_model
 from cimflow.preprocess import Preprocessor
 from cimflow.stages.common import load_split, outputs_exist, setup_torch, stage_params

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cimflow.compress.dynasty_params import BudgetTarget, StabilityParams, ThresholdTarget
+from cimflow.compress.dynasty.params import BudgetTarget, StabilityParams, ThresholdTarget
 
 
 class BitWidthMapGenerator:

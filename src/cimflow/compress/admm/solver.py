@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cimflow.compress.projections import (
+from cimflow.compress.admm.projections import (
     Granularity,
     dequantize,
     layer_codes,
@@ -40,7 +40,7 @@ from cimflow.compress.projections import (
     quantize_projection,
     top_k_mask,
 )
-from cimflow.compress.admm_params import AdmmPruneParams, AdmmQuantizeParams, AdmmSchedule, Retrain
+from cimflow.compress.admm.params import AdmmPruneParams, AdmmQuantizeParams, AdmmSchedule, Retrain
 from cimflow.config import ParamsError, TrainParams
 from cimflow.data.split import Split
 from cimflow.preprocess import Preprocessor

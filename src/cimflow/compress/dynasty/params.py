@@ -71,7 +71,7 @@ class StabilityParams(StrictModel):
 
 
 class CostParams(StrictModel):
-    """The bit-scalable accelerator model (see dynasty_cost) and its 8-bit reference."""
+    """The bit-scalable accelerator model (see dynasty.cost) and its 8-bit reference."""
 
     baseline_bits: Width
     brick_bits: Annotated[int, Field(ge=1, le=8)]  # MAC brick width of the brick-granular model; 1 is bit-exact

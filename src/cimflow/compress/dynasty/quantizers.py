@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cimflow.compress.dynasty_blocks import BlockLayout, block_mean_abs, quantize_blocks, relative_errors
-from cimflow.compress.dynasty_params import TensorKind
+from cimflow.compress.dynasty.blocks import BlockLayout, block_mean_abs, quantize_blocks, relative_errors
+from cimflow.compress.dynasty.params import TensorKind
 
 
 class TensorQuantizer:

@@ -13,7 +13,7 @@ Assumptions (each one a choice, stated so it can be argued with):
 * Every training step runs three GEMMs per conv/linear layer, all on quantized
   operands: forward W x A, input gradient G x W (skipped when the layer's input needs
   no gradient, e.g. the first layer) and weight gradient G x A.
-* Blocks are formed along the forward GEMM's reduction axis (dynasty_blocks), which
+* Blocks are formed along the forward GEMM's reduction axis (dynasty.blocks), which
   the backward GEMMs do not share, so a block-floating-point engine re-blocks their
   operands along their own reduction axis, ``block_size`` entries per new block, and
   a new block takes the width of its widest member. The MACs are charged at those
@@ -67,7 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cimflow.compress.dynasty_params import CostParams
+from cimflow.compress.dynasty.params import CostParams
 
 PHASES = ("forward", "grad_input", "grad_weight")
 BACKWARD_PHASES = ("grad_input", "grad_weight")

@@ -15,14 +15,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cimflow.compress.admm import (
+from cimflow.compress.admm.solver import (
     PhaseTrainer,
     PruneResult,
     constrained_layers,
     keep_all,
     prune_and_retrain,
 )
-from cimflow.compress.admm_params import AdmmPruneParams, Retrain
+from cimflow.compress.admm.params import AdmmPruneParams, Retrain
 from cimflow.config import TrainParams
 from cimflow.data.split import Split
 from cimflow.preprocess import Preprocessor

@@ -1,12 +1,12 @@
 """DYNASTY: block-wise dynamic-precision training (Liu et al., ASP-DAC 2023, arXiv 2210.17047).
 
 Every conv/linear layer trains on block-floating-point operands (weights, input
-activations, output gradients; see dynasty_blocks), each block with its own width
+activations, output gradients; see dynasty.blocks), each block with its own width
 from ``candidate_bits``. Every ``refresh_interval`` steps the quantizers measure
 each block's relative error at every candidate width, weighted by the block's share
 of |dL/dx| (online analytics on that step's own forward and backward), and the map
-generator (dynasty_maps) redraws the width maps against the target with hysteresis
-and convergence feedback. A cost meter (dynasty_cost) charges every step at the maps
+generator (dynasty.maps) redraws the width maps against the target with hysteresis
+and convergence feedback. A cost meter (dynasty.cost) charges every step at the maps
 then in force, so the modeled speedup and energy follow the actual run; it prices
 MACs bit-exact and in bricks, with the backward GEMMs' operands re-blocked along
 their own reduction axes.
@@ -27,10 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from cimflow.compress.dynasty_cost import PHASE_OPERANDS, CostMeter, LayerGeometry, OperandWidths, weight_storage_bits
-from cimflow.compress.dynasty_maps import BitWidthMapGenerator
-from cimflow.compress.dynasty_params import TENSOR_KINDS, DynastyParams
-from cimflow.compress.dynasty_quantizers import QuantizedWeight, QuantizeGradient, StraightThrough, TensorQuantizer
+from cimflow.compress.dynasty.cost import PHASE_OPERANDS, CostMeter, LayerGeometry, OperandWidths, weight_storage_bits
+from cimflow.compress.dynasty.maps import BitWidthMapGenerator
+from cimflow.compress.dynasty.params import TENSOR_KINDS, DynastyParams
+from cimflow.compress.dynasty.quantizers import QuantizedWeight, QuantizeGradient, StraightThrough, TensorQuantizer
 from cimflow.train import Hook, TrainState
 
 QUANTIZED_LAYERS = (nn.Conv2d, nn.Linear)
@@ -259,7 +259,7 @@ class DynastyHook(Hook):
         return pd.DataFrame(self._refreshes)
 
     def cost_table(self) -> pd.DataFrame:
-        """Modeled cost per layer and phase over the whole run, plus the total row (see dynasty_cost)."""
+        """Modeled cost per layer and phase over the whole run, plus the total row (see dynasty.cost)."""
         return self.meter.table()
 
     def summary(self) -> dict[str, float]:
