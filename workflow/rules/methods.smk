@@ -19,6 +19,8 @@ for _method in METHODS.values():
             **{Path(p).stem: layout.for_method(p, _method.name) for p in _method.outputs},
         params:
             values=stage_params(_method.stage),
+            stage=_method.stage,  # the shell command runs after the loop: pass loop values as params
+            method=_method.name,
         log:
             f"logs/{_method.stage}/{{task}}-{{seed}}-{_method.name}.log",
         threads: config["threads"]
@@ -28,4 +30,4 @@ for _method in METHODS.values():
         conda:
             "../envs/cimflow.yaml"
         shell:
-            f"cimflow {_method.stage} --task {{wildcards.task}} --seed {{wildcards.seed}} --method {_method.name} --log {{log}}"
+            "cimflow {params.stage} --task {wildcards.task} --seed {wildcards.seed} --method {params.method} --log {log}"
