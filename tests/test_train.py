@@ -117,3 +117,13 @@ def test_cpu_determinism_is_strict_and_cuda_best_effort():
     seed_everything(0)
     assert torch.are_deterministic_algorithms_enabled()
     assert torch.is_deterministic_algorithms_warn_only_enabled() == torch.cuda.is_available()
+
+
+def test_a_diverging_run_stops_with_the_step_and_learning_rate_named(digits):
+    """A loss that turns NaN (here: an absurd learning rate) stops training with an error
+    naming where and at what rate, instead of handing a NaN model to the next stage."""
+    from cimflow.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"training diverged: loss (nan|inf) at epoch 1, batch \d+ "
+                                               r"\(learning rate [0-9.]+\)"):
+        _train(digits, epochs=1, lr=10.0, warmup_epochs=0)

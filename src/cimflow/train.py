@@ -23,7 +23,12 @@ from torch import nn
 from tqdm import tqdm
 
 from cimflow.config import TrainParams
+from cimflow.errors import CimflowError
 from cimflow.preprocess import Preprocessor, augment
+
+
+class TrainingDiverged(CimflowError):
+    """The training loss became NaN or infinite: the run stops instead of handing on a broken model."""
 
 
 @dataclass
@@ -183,6 +188,12 @@ def train(
                 term = hook.extra_loss(state, logits, y)
                 if term is not None:
                     loss = loss + term
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"training diverged: loss {value} at epoch {epoch + 1}, batch {b + 1} (learning rate "
+                    f"{optimizer.param_groups[0]['lr']:.3g}); lower train.<task>.lr or lengthen warmup_epochs"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             for hook in hooks:
@@ -193,7 +204,7 @@ def train(
                 hook.after_step(state)
             state.step += 1
             seen += len(idx)
-            loss_sum += loss.item() * len(idx)
+            loss_sum += value * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
         val_loss, val_acc, _ = evaluate_model(model, val_images, val_labels, prep, 1000, device)
