@@ -37,7 +37,7 @@ import yaml
 
 from cimflow.compress.dynasty.hook import DynastyHook
 from cimflow.compress.dynasty.params import DynastyParams
-from cimflow.config import TrainParams
+from cimflow.params.train import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor

@@ -29,7 +29,8 @@ from cimflow.compress.admm.projections import (
     quantize_projection,
     top_k_mask,
 )
-from cimflow.config import ParamsError, TrainParams
+from cimflow.errors import ParamsError
+from cimflow.params.train import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.data.split import Split
 from cimflow.models import build_model

@@ -16,7 +16,7 @@ from cimflow.compress.dynasty.blocks import BlockLayout, quantize_blocks, relati
 from cimflow.compress.dynasty.cost import CostMeter, LayerGeometry, OperandWidths, width_products
 from cimflow.compress.dynasty.maps import BitWidthMapGenerator
 from cimflow.compress.dynasty.params import BudgetTarget, CostParams, DynastyParams, StabilityParams, ThresholdTarget
-from cimflow.config import TrainParams
+from cimflow.params.train import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor

@@ -10,7 +10,7 @@ from torch import nn
 from cimflow.compress.dynasty.hook import DynastyHook
 from cimflow.compress.dynasty.cost import CostMeter, LayerGeometry, OperandWidths, macs_per_sample, width_products
 from cimflow.compress.dynasty.params import CostParams, DynastyParams
-from cimflow.config import TrainParams
+from cimflow.params.train import TrainParams
 from cimflow.train import TrainState
 from test_dynasty import RAW_PARAMS as DYNASTY_PARAMS
 from conftest import LENET5

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cimflow.config import TrainParams
+from cimflow.params.train import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor, augment

@@ -32,15 +32,20 @@ def test_committed_dvc_yaml_is_current():
 def test_dvc_and_snakemake_job_graphs_are_identical():
     from dvc.repo import Repo
 
-    from cimflow.dvcgen import snakemake_jobs
+    from cimflow.dvcgen import FINGERPRINT_STAGE, snakemake_jobs
 
     jobs = snakemake_jobs(ROOT / "Snakefile")
     sm_edges = {(job.name, up) for job in jobs for up in job.upstream}
     with Repo(str(ROOT)) as repo:
         stages = {s.addressing: s for s in repo.index.stages}
         dvc_edges = {(u.addressing, v.addressing) for u, v in repo.index.graph.edges()}
-        assert set(stages) == {job.name for job in jobs}
-        assert dvc_edges == sm_edges
+        # DVC's one extra stage refreshes the code fingerprints every job depends on
+        # (Snakemake refreshes them when it parses the workflow).
+        assert set(stages) == {job.name for job in jobs} | {FINGERPRINT_STAGE}
+        assert dvc_edges - {(job.name, FINGERPRINT_STAGE) for job in jobs} == sm_edges
+        fingerprints = {o.def_path for o in stages[FINGERPRINT_STAGE].outs}
+        assert {dep for job in jobs for dep in job.deps if dep.startswith("results/code/")} == fingerprints
+        assert all(any(dep in fingerprints for dep in job.deps) for job in jobs)
         for job in jobs:
             stage = stages[job.name]
             assert stage.cmd == job.cmd
@@ -172,12 +177,30 @@ def test_snakemake_reruns_exactly_what_an_edit_affects(project):
     assert _planned_rules(planned.stdout) == {"evaluate", "evaluate_cim", "report"}
     edit_params(project, "evaluate.confidence_level", 0.95)
 
-    report_code = project / "src/cimflow/report.py"
-    original = report_code.read_text()
-    report_code.write_text(original + "\n# edited\n")
+    def edit(rel: str, old: str, new: str) -> str:
+        path = project / rel
+        original = path.read_text()
+        assert old in original, f"{rel} no longer contains {old!r}"
+        path.write_text(original.replace(old, new, 1))
+        return original
+
+    # Docstrings and comments change no behaviour: nothing reruns.
+    originals = {rel: edit(rel, old, new) for rel, old, new in (
+        ("src/cimflow/config.py", '"""Load and validate', '"""Load and check'),
+        ("src/cimflow/cim/simulator.py", '"""', '"""Reworded. '),
+        ("src/cimflow/report.py", "\n", "\n# a comment\n"),
+    )}
+    noop = run(["snakemake", "-n"], cwd=project)
+    assert "Nothing to be done" in noop.stdout + noop.stderr, noop.stdout[-3000:]
+    # A constant of the energy model: the CiM stages and the report, nothing else.
+    originals["src/cimflow/cim/energy.py"] = edit("src/cimflow/cim/energy.py", 'ops = 2.0 * counts["macs"]',
+                                                  'ops = 2.5 * counts["macs"]')
     planned = run(["snakemake", "-n"], cwd=project)
-    assert _planned_rules(planned.stdout) == {"report"}
-    report_code.write_text(original)
+    assert _planned_rules(planned.stdout) == {"map", "evaluate_cim", "cim_sweep", "report"}
+    for rel, text in originals.items():
+        (project / rel).write_text(text)
+    restored = run(["snakemake", "-n"], cwd=project)
+    assert "Nothing to be done" in restored.stdout + restored.stderr
 
 
 @pytest.mark.slow
@@ -219,3 +242,14 @@ def test_dvc_repro_matches_snakemake_and_reruns_only_dependents(project):
     assert rerun == dependents
     for stage in names - dependents:
         assert f"Stage '{stage}' didn't change, skipping" in edited.stdout
+
+    # A docstring in a module only the CiM stages run: DVC reruns its fingerprint stage,
+    # which rewrites nothing, and no stage after it.
+    simulator = project / "src/cimflow/cim/simulator.py"
+    original = simulator.read_text()
+    simulator.write_text(original.replace('"""', '"""Reworded. ', 1))
+    edited = run(["dvc", "repro"], cwd=project)
+    assert edited.returncode == 0, edited.stdout[-3000:]
+    assert set(re.findall(r"Running stage '([\w-]+)'", edited.stdout)) == {"fingerprint"}
+    status = run(["dvc", "status"], cwd=project)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout

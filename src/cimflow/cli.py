@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the run")
 
     add("check-params", help="validate params.yaml and print the tasks it defines")
+    p = add("fingerprint", help="refresh the stages' code fingerprints (results/code/): what each stage runs")
+    p.add_argument("tasks", nargs="*", help="tasks whose model code to fingerprint (default: params.yaml's tasks)")
 
     p = add("compare", help="compare tracked runs (MLflow) by task/method/stage/seed")
     p.add_argument("--task")
@@ -110,6 +112,17 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "check-params":
         params = load_params(args.params)
         print(f"{args.params}: valid; tasks {params.tasks}; methods {params.methods}")
+        return 0
+    if args.command == "fingerprint":
+        from cimflow.fingerprint import refresh_all
+
+        params = load_params(args.params)
+        tasks = args.tasks or params.tasks
+        unknown = sorted(set(tasks) - set(params.train))
+        if unknown:
+            raise CimflowError(f"{args.params}: no train.<task> entry for {', '.join(unknown)}")
+        written = refresh_all({t: params.train[t].model.to_ref() for t in tasks})
+        print(f"fingerprints: {len(written)} rewritten" + "".join(f"\n  {w}" for w in written))
         return 0
     if args.command == "compare":
         from cimflow.compare import compare

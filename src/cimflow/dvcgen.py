@@ -1,8 +1,10 @@
 """Generate dvc.yaml from the Snakemake DAG, so the two front ends cannot drift.
 
 Snakemake is authoritative: each concrete job becomes one DVC stage with the same
-shell command, its inputs (code files included) as deps, the params.yaml keys it
-passes through ``params:`` as params, and its outputs as outs. The evaluation metrics
+shell command, its inputs (code fingerprints included) as deps, the params.yaml keys it
+passes through ``params:`` as params, and its outputs as outs. One stage is DVC's own:
+``fingerprint`` refreshes the code fingerprints from the sources they hash (Snakemake
+does that whenever it parses the workflow, so it needs no job for it). The evaluation metrics
 and report plots are declared at the top level for ``dvc metrics show`` and
 ``dvc plots show``. Building the DAG uses Snakemake's private Workflow object (there
 is no public accessor for jobs), which is why snakemake is pinned.
@@ -75,8 +77,27 @@ def snakemake_jobs(snakefile: Path = Path("Snakefile")) -> list[JobSpec]:
         return specs
 
 
+FINGERPRINT_STAGE = "fingerprint"
+
+
+def fingerprint_stage(params_file: Path = Path("params.yaml")) -> dict:
+    """The DVC stage that refreshes results/code/ for params.yaml's tasks."""
+    from cimflow import fingerprint
+    from cimflow.config import load_params
+
+    params = load_params(params_file)
+    models = {task: params.train[task].model.to_ref() for task in params.tasks}
+    return {
+        "cmd": " ".join(["cimflow fingerprint", *params.tasks]),
+        "deps": fingerprint.source_files(models),
+        "params": [f"train.{task}.model" for task in params.tasks],
+        "outs": [{path: {"cache": False}} for path in fingerprint.outputs(params.tasks)],
+    }
+
+
 def render(jobs: list[JobSpec]) -> str:
-    stages = {
+    stages = {FINGERPRINT_STAGE: fingerprint_stage()}
+    stages |= {
         job.name: {"cmd": job.cmd, "deps": list(job.deps), "params": list(job.params), "outs": list(job.outs)}
         for job in jobs
     }

@@ -7,3 +7,7 @@ keeps its traceback.
 
 class CimflowError(RuntimeError):
     """Bad input: the message names the file or key and what is wrong."""
+
+
+class ParamsError(CimflowError):
+    """params.yaml is missing, unparsable or invalid; the message says where and why."""

@@ -25,7 +25,7 @@ from cimflow.cim.config import MacroConfig
 from cimflow.cim.energy import merge_counters
 from cimflow.cim.mapping import MappedWeights
 from cimflow.cim.simulator import CimMacro
-from cimflow.quantize import QuantizedLayer, exact_engine, quantized_layers
+from cimflow.quantize import QuantizedLayer, quantized_layers
 
 ACT_CODE_MAX = 127
 

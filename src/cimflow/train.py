@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cimflow.config import TrainParams
+from cimflow.params.train import TrainParams
 from cimflow.errors import CimflowError
 from cimflow.preprocess import Preprocessor, augment
 

@@ -1,4 +1,4 @@
-# Helpers shared by the rules: params validation, per-stage params and code inputs, and
+# Helpers shared by the rules: params validation, per-stage params and code fingerprints, and
 # which artifacts each (task, seed, method) has (from the method table in cimflow.methods).
 import os
 import uuid
@@ -8,7 +8,8 @@ import yaml
 from cimflow import layout
 from cimflow.config import load_params, lookup, parse_params
 from cimflow.methods import METHODS, writing
-from cimflow.stages import STAGES, code_files, model_code_files
+from cimflow import fingerprint
+from cimflow.stages import STAGES
 
 # Validate params.yaml itself (what the stages read) and the merged Snakemake config
 # (params.yaml plus --configfile/--config overlays, e.g. configs/claims.yaml).
@@ -40,13 +41,18 @@ def stage_params(stage):
     return values
 
 
+# Each stage depends on its code fingerprint (cimflow.fingerprint), refreshed here at every
+# parse and rewritten only when code the stage runs changes behaviour.
+fingerprint.refresh_all({task: _run_params.train[task].model.to_ref() for task in config["tasks"]})
+
+
 def code(stage):
-    """The files the stage runs (its cimflow modules, and the task's model code for stages
-    that build the network): editing one reruns the stage."""
-    files = list(code_files(stage))
+    """The stage's code fingerprint, and the task's model fingerprint for stages that
+    build the network: a behaviour change in either reruns the stage."""
+    files = [fingerprint.stage_path(stage)]
     if not STAGES[stage].runs_model:
         return files
-    return lambda wildcards: files + list(model_code_files(_run_params.train[wildcards.task].model.to_ref()))
+    return lambda wildcards: files + [fingerprint.model_path(wildcards.task)]
 
 
 def exact_codes(wildcards):

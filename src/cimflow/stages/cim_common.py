@@ -12,7 +12,7 @@ from cimflow.artifacts import load_table
 from cimflow.cim.calibration import CalibrationTables
 from cimflow.cim.config import MacroConfig
 from cimflow.cim.simulator import CimMacro
-from cimflow.config import CimParams
+from cimflow.params.cim import CimParams
 from cimflow.data.split import Split
 from cimflow.graph import relu_follows
 from cimflow.hardware import LayerPlan, attach_cim, total_counters

@@ -23,7 +23,7 @@ from cimflow.compress.admm.solver import (
     prune_and_retrain,
 )
 from cimflow.compress.admm.params import AdmmPruneParams, Retrain
-from cimflow.config import TrainParams
+from cimflow.params.train import TrainParams
 from cimflow.data.split import Split
 from cimflow.preprocess import Preprocessor
 

@@ -87,3 +87,9 @@ class AdmmQuantizeParams(StrictModel):
     bits: Annotated[dict[str, WeightBits], Field(min_length=1)]
     admm: AdmmSchedule
     freeze: Freeze
+
+
+class AdmmTaskParams(StrictModel):
+    prune: AdmmPruneParams
+    quantize: AdmmQuantizeParams
+    binarize: AdmmQuantizeParams

@@ -41,7 +41,8 @@ from cimflow.compress.admm.projections import (
     top_k_mask,
 )
 from cimflow.compress.admm.params import AdmmPruneParams, AdmmQuantizeParams, AdmmSchedule, Retrain
-from cimflow.config import ParamsError, TrainParams
+from cimflow.errors import ParamsError
+from cimflow.params.train import TrainParams
 from cimflow.data.split import Split
 from cimflow.preprocess import Preprocessor
 from cimflow.train import Hook, TrainState, evaluate_model, select_device, train
