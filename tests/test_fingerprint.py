@@ -191,3 +191,24 @@ def test_fingerprint_command_refreshes_and_rejects_an_unknown_task(tmp_path, cap
     assert (tmp_path / fingerprint.model_path("digits")).is_file()
     assert main(["fingerprint"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "fingerprints: 0 rewritten"
+
+
+def test_no_module_imports_a_lazily_loaded_name():
+    """A package that loads names lazily (a module-level ``__getattr__``, as cimflow.cim
+    does) hides the module behind the name from a static import closure, so code must
+    import such names from their modules."""
+    import ast
+
+    src = ROOT / "src"
+    lazy = {".".join(p.relative_to(src).parent.parts) for p in src.rglob("__init__.py")
+            if "def __getattr__" in p.read_text()}
+    offenders = []
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in lazy and node.level == 0:
+                package_dir = src.joinpath(*node.module.split("."))
+                offenders += [f"{path.relative_to(ROOT)}: from {node.module} import {a.name}" for a in node.names
+                              if not ((package_dir / f"{a.name}.py").is_file()
+                                      or (package_dir / a.name / "__init__.py").is_file()
+                                      or (package_dir / f"{a.name}.pyx").is_file())]
+    assert lazy and not offenders, offenders

@@ -65,8 +65,18 @@ def test_a_model_from_a_users_file_runs_train_export_map_and_evaluate_cim(tmp_pa
     cim = json.loads((out / "cim_metrics.json").read_text())
     assert cim["sign_only_fraction"] > 0.0 and cim["cim_calibrated_accuracy"] > 0.5
 
-    # The file is a code input of every stage that builds the network, in both front ends.
+    # The file's fingerprint is a code input of every stage that builds the network, in
+    # both front ends; DVC's fingerprint stage hashes the file itself.
     assert run(["cimflow", "dvc-yaml"], cwd=project).returncode == 0
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    users = {name.split("-")[0] for name, stage in stages.items() if "nets/mynet.py" in stage["deps"]}
+    model_print = "results/code/model-digits.json"
+    users = {name.split("-")[0] for name, stage in stages.items() if model_print in stage["deps"]}
     assert users == {"baseline", "export", "evaluate", "map", "evaluate_cim", "cim_sweep"}  # rule names
+    assert "nets/mynet.py" in stages["fingerprint"]["deps"]
+    hashed = json.loads((project / model_print).read_text())
+    assert list(hashed["files"]) == ["nets/mynet.py"]
+    # A comment leaves the fingerprint as it is; a code change rewrites it.
+    (project / "nets/mynet.py").write_text(MYNET + "\n# tuned later\n")
+    assert run(["cimflow", "fingerprint"], cwd=project).stdout.startswith("fingerprints: 0 rewritten")
+    (project / "nets/mynet.py").write_text(MYNET.replace("width", "channels"))
+    assert "results/code/model-digits.json" in run(["cimflow", "fingerprint"], cwd=project).stdout
