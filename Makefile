@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 
-.PHONY: install install-slurm reproduce test test-fast lint dvc-repro dvc-sync why clean
+.PHONY: install reproduce test test-fast lint dvc-repro dvc-sync why clean
 
 $(STAMP): pyproject.toml requirements.lock setup.py $(shell find src -name "*.pyx")
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,6 @@ $(STAMP): pyproject.toml requirements.lock setup.py $(shell find src -name "*.py
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv with the pinned dependencies and cimflow
-
-install-slurm: $(STAMP)  ## add the SLURM executor plugin (profiles/slurm)
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[slurm]"
 
 reproduce: $(STAMP)  ## run the whole DAG on the embedded default data set
 	CIMFLOW_PIPELINE_ID=make-$$(date +%Y%m%dT%H%M%S) snakemake --cores all
