@@ -251,8 +251,11 @@ def test_dvc_repro_matches_snakemake_and_reruns_only_dependents(project):
     simulator = project / "src/cimflow/cim/simulator.py"
     original = simulator.read_text()
     simulator.write_text(original.replace('"""', '"""Reworded. ', 1))
+    stamps = {p: p.stat().st_mtime_ns for p in (project / "results/code").glob("*.json")}
     edited = run(["dvc", "repro"], cwd=project)
     assert edited.returncode == 0, edited.stdout[-3000:]
     assert set(re.findall(r"Running stage '([\w-]+)'", edited.stdout)) == {"fingerprint"}
     status = run(["dvc", "status"], cwd=project)
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    # The fingerprints were kept, not rewritten: Snakemake sees no code change either.
+    assert stamps and {p: p.stat().st_mtime_ns for p in stamps} == stamps

@@ -91,7 +91,10 @@ def fingerprint_stage(params_file: Path = Path("params.yaml")) -> dict:
         "cmd": " ".join(["cimflow fingerprint", *params.tasks]),
         "deps": fingerprint.source_files(models),
         "params": [f"train.{task}.model" for task in params.tasks],
-        "outs": [{path: {"cache": False}} for path in fingerprint.outputs(params.tasks)],
+        # Not cached (they are recomputed from the sources), and persisted: DVC would
+        # otherwise delete them before the stage runs, and the rewrite would give every
+        # fingerprint a new mtime, which Snakemake reads as changed code.
+        "outs": [{path: {"cache": False, "persist": True}} for path in fingerprint.outputs(params.tasks)],
     }
 
 
