@@ -114,14 +114,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{args.params}: valid; tasks {params.tasks}; methods {params.methods}")
         return 0
     if args.command == "fingerprint":
-        from cimflow.fingerprint import refresh_all
+        from cimflow.fingerprint import refresh_all, task_models
 
         params = load_params(args.params)
-        tasks = args.tasks or params.tasks
-        unknown = sorted(set(tasks) - set(params.train))
-        if unknown:
-            raise CimflowError(f"{args.params}: no train.<task> entry for {', '.join(unknown)}")
-        written = refresh_all({t: params.train[t].model.to_ref() for t in tasks})
+        written = refresh_all(task_models(params, args.tasks or params.tasks, args.params))
         print(f"fingerprints: {len(written)} rewritten" + "".join(f"\n  {w}" for w in written))
         return 0
     if args.command == "compare":

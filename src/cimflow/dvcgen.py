@@ -86,7 +86,7 @@ def fingerprint_stage(params_file: Path = Path("params.yaml")) -> dict:
     from cimflow.config import load_params
 
     params = load_params(params_file)
-    models = {task: params.train[task].model.to_ref() for task in params.tasks}
+    models = fingerprint.task_models(params, params.tasks)
     return {
         "cmd": " ".join(["cimflow fingerprint", *params.tasks]),
         "deps": fingerprint.source_files(models),

@@ -29,10 +29,15 @@ import re
 import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from cimflow.atomic import write_text
+from cimflow.errors import ParamsError
 from cimflow.modelref import ModelRef
+
+if typing.TYPE_CHECKING:
+    from cimflow.config import Params
 
 CODE_DIR = "results/code"
 FORMAT = "cimflow-code-v1"
@@ -263,6 +268,11 @@ def _without_docstrings(tree: ast.Module) -> ast.Module:
 
 def schema_modules(sections: Iterable[str]) -> set[str]:
     """The modules defining the params schemas of top-level ``sections`` of params.yaml."""
+    return set().union(*(_section_schemas(section) for section in sections))
+
+
+@cache
+def _section_schemas(section: str) -> frozenset[str]:
     from pydantic import BaseModel
 
     from cimflow.config import Params
@@ -282,9 +292,8 @@ def schema_modules(sections: Iterable[str]) -> set[str]:
         for arg in typing.get_args(annotation):
             visit(arg)
 
-    for section in sections:
-        visit(Params.model_fields[section].annotation)
-    return found
+    visit(Params.model_fields[section].annotation)
+    return frozenset(found)
 
 
 def stage_fingerprint(stage: str, sources: Sources) -> Fingerprint:
@@ -303,6 +312,14 @@ def model_fingerprint(task: str, model: ModelRef, sources: Sources) -> Fingerpri
     if model.module.split(".")[0] != "cimflow":
         return Fingerprint(f"model-{task}", {})
     return sources.fingerprint(f"model-{task}", sources.closure([model.module]))
+
+
+def task_models(params: Params, tasks: Iterable[str], where: object = "params.yaml") -> dict[str, ModelRef]:
+    """Each task's model reference, as the model fingerprints need them."""
+    unknown = sorted(set(tasks) - set(params.train))
+    if unknown:
+        raise ParamsError(f"{where}: no train.<task> entry for {', '.join(unknown)}")
+    return {task: params.train[task].model.to_ref() for task in tasks}
 
 
 def refresh(path: Path, fingerprint: Fingerprint) -> bool:

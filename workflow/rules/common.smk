@@ -43,7 +43,7 @@ def stage_params(stage):
 
 # Each stage depends on its code fingerprint (cimflow.fingerprint), refreshed here at every
 # parse and rewritten only when code the stage runs changes behaviour.
-fingerprint.refresh_all({task: _run_params.train[task].model.to_ref() for task in config["tasks"]})
+fingerprint.refresh_all(fingerprint.task_models(_run_params, config["tasks"]))
 
 
 def code(stage):
