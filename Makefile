@@ -11,7 +11,7 @@ export MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING := false
 
 .PHONY: install reproduce test test-fast lint dvc-repro dvc-sync why clean
 
-$(STAMP): pyproject.toml requirements.lock setup.py $(shell find src -name "*.pyx")
+$(STAMP): pyproject.toml requirements.lock setup.py $(shell find src -name "*.pyx" -o -name "*.pxi")
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock

@@ -42,10 +42,10 @@ def child(mode: str, batch: int, params_file: Path) -> None:
     if mode == "cim":
         cim = params.cim
         model = quantize_model(model, [x[:64]], 8, 8, 99.99)
-        scales = full_scales(model, [x[:32]], cim.macro.rows, cim.full_scale_percentile)
-        chip = CimMacro(cim.macro, cim.chip_seed, calibrate(cim.macro, cim.chip_seed, 16, 256))
         fused = relu_follows(fold_batchnorm(build_model("resnet20", 3, 10, 32).eval()))
-        attach_cim(model, chip, scales, fused, True, 0)
+        scales = full_scales(model, [x[:32]], cim.macro, cim.mapping, fused, cim.full_scale_percentile)
+        chip = CimMacro(cim.macro, cim.chip_seed, calibrate(cim.macro, cim.chip_seed, 16, 256))
+        attach_cim(model, chip, scales, fused, cim.mapping, True, 0)
     before = _peak_mib()
     with torch.no_grad():
         model(x)

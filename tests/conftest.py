@@ -48,6 +48,7 @@ def smoke_params(raw: dict) -> dict:
             if phase in section:
                 section[phase]["epochs"] = 1
     raw["cim"]["sweep"] |= {"methods": ["baseline"], "adc_bits": [4, 8], "cap_mismatch_sigma": [0.0, 0.02],
+                            "rows": [128], "bias_dac_bits": [8], "accumulation": ["analog"],
                             "test_images": 60}
     return raw
 

@@ -42,7 +42,7 @@ def test_tables_have_one_row_per_adc_and_code() -> None:
     for _, per_adc in codes.groupby("adc"):
         assert np.all(np.diff(per_adc.sort_values("code").corrected_value) > 0)
     assert codes.sample_count.sum() == 2 * 16 * 63
-    assert list(tables.sign_trim.columns) == ["chip_seed", "adc", "trim_code", "trim_lsb"]
+    assert list(tables.sign_trim.columns) == ["chip_seed", "adc", "trim_code", "trim_lsb", "bias_dac_gain"]
     assert tables.sign_trim.trim_code.between(-16, 15).all()
 
 
@@ -76,3 +76,29 @@ def test_tables_must_fit_the_chip() -> None:
         CimMacro(config, 5, incomplete)
     with pytest.raises(ValueError, match="lacks column"):
         CimMacro(config, 5, CalibrationTables(codes=tables.codes.drop(columns="code"), sign_trim=tables.sign_trim))
+
+
+def test_bias_dac_gain_is_measured_and_divided_out() -> None:
+    """A 5% DAC gain error: calibration finds it, and a calibrated bias lands within 1 LSB.
+
+    The DAC adds after the summing node, so the correction table (which undoes the node's
+    parasitic gain loss) reads it 1 / (1 - attenuation) too large: the measured gain
+    holds that factor too, and dividing by it puts the bias where it belongs.
+    """
+    config = default_config(adcs=3, bias_dac_gain_sigma=0.05)
+    chip = ChipInstance(config, 8)
+    tables = calibrate(config, 8)
+    measured = tables.bias_dac_gain(config, 8) * (1 - config.parasitic_attenuation)
+    np.testing.assert_allclose(measured, 1.0 + chip.bias_dac_gain_error, atol=0.01)
+    full_scale = 1e5
+    lsb = full_scale / config.magnitude_levels
+    bias = np.array([40.0, -55.0, 70.0]) * lsb  # tens of LSB: a 5% error would be 2-3.5 LSB
+    zero = np.zeros((4096, 16), np.int8)
+    weights = np.ones((16, 3), np.int8)
+    errors = {}
+    for label, cal in (("raw", None), ("calibrated", tables)):
+        out, _ = CimMacro(config, 8, cal).matmul(zero, weights, full_scale, relu=False, noise=True, rng_seed=2,
+                                                 bias=bias)
+        errors[label] = np.abs(out.mean(axis=0) - bias) / lsb
+    assert errors["calibrated"].max() < 1.0
+    assert errors["raw"].max() > 1.5

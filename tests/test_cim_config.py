@@ -33,12 +33,19 @@ macro:
   sign_offset_lsb_sigma: 2.0
   sign_trim_step_lsb: 0.25
   sign_trim_bits: 5
+  bias_dac_bits: 8
+  bias_dac_range: 1.0
+  bias_dac_gain_sigma: 0.01
+  hold_charge_loss: 0.002
+  hold_noise_lsb_rms: 0.02
   energy_active_bit_product_j: 6.348e-15
   energy_active_input_bit_j: 9.766e-15
   energy_sign_decision_j: 1.5e-13
   energy_magnitude_bit_j: 1.214e-13
   energy_digital_per_conversion_j: 6.28e-12
   energy_accumulate_j: 1.0e-13
+  energy_hold_step_j: 1.0e-13
+  energy_bias_dac_j: 5.0e-14
 """
 
 IDEAL = {
@@ -50,6 +57,9 @@ IDEAL = {
     "adc_gain_error_sigma": 0.0,
     "adc_inl_lsb": 0.0,
     "sign_offset_lsb_sigma": 0.0,
+    "bias_dac_gain_sigma": 0.0,
+    "hold_charge_loss": 0.0,
+    "hold_noise_lsb_rms": 0.0,
 }
 """Overrides that switch every non-ideality off."""
 

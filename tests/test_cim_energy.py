@@ -43,13 +43,19 @@ def test_throughput_scales_with_parallel_adcs_and_rows() -> None:
 def test_early_stop_and_split_layers_are_charged() -> None:
     config = default_config()
     base = dict(macs=1000, cycles=10, active_bit_products=0, active_input_bits=0)
-    full = energy_components(Activity(**base, conversions_full=10, conversions_sign_only=0, accumulations=0), config)
-    early = energy_components(Activity(**base, conversions_full=0, conversions_sign_only=10, accumulations=0), config)
-    split = energy_components(Activity(**base, conversions_full=10, conversions_sign_only=0, accumulations=10), config)
+    full = energy_components(Activity(**base, conversions_full=10, conversions_sign_only=0, accumulations=0,
+                                      hold_steps=0, bias_conversions=0), config)
+    early = energy_components(Activity(**base, conversions_full=0, conversions_sign_only=10, accumulations=0,
+                                       hold_steps=0, bias_conversions=0), config)
+    split = energy_components(Activity(**base, conversions_full=10, conversions_sign_only=0, accumulations=10,
+                                       hold_steps=0, bias_conversions=0), config)
+    held = energy_components(Activity(**base, conversions_full=10, conversions_sign_only=0, accumulations=0,
+                                      hold_steps=20, bias_conversions=10), config)
     assert full["energy_adc_j"] == pytest.approx(10 * (1.5e-13 + 7 * 1.214e-13))
     assert early["energy_adc_j"] == pytest.approx(10 * 1.5e-13)
     assert split["energy_digital_j"] - full["energy_digital_j"] == pytest.approx(10 * 1.0e-13)
-    for parts in (full, early, split):
+    assert held["energy_adc_j"] - full["energy_adc_j"] == pytest.approx(20 * 1.0e-13 + 10 * 5.0e-14)
+    for parts in (full, early, split, held):
         assert parts["energy_total_j"] == pytest.approx(
             sum(parts[k] for k in ("energy_array_j", "energy_input_j", "energy_adc_j", "energy_digital_j"))
         )

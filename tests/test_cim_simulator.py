@@ -23,7 +23,7 @@ def _codes(rng: np.random.Generator, shape: tuple[int, int], bound: int = 128) -
 
 
 def _ideal_macro(backend: str = "cython", **overrides: object) -> CimMacro:
-    return CimMacro(default_config(**IDEAL, adc_bits=EXACT_BITS, **overrides), chip_seed=0, backend=backend)
+    return CimMacro(default_config(**(IDEAL | {"adc_bits": EXACT_BITS} | overrides)), chip_seed=0, backend=backend)
 
 
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
@@ -186,3 +186,99 @@ def test_bad_calls_are_rejected() -> None:
         macro.matmul(x, CimMacro(macro.config, 1).map_weights(w), 1.0, relu=False, noise=False, rng_seed=0)
     with pytest.raises(ValueError, match="backend"):
         CimMacro(macro.config, 0, backend="cuda")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("k", [129, 300, 512])
+def test_analog_accumulation_is_exact_and_converts_once(backend: str, k: int) -> None:
+    """Held segments are one conversion: ReLU fused, no digital additions, S-1 hold steps each."""
+    rng = np.random.default_rng(20 + k)
+    x, w = _codes(rng, (200, k), 16), _codes(rng, (k, 12), 16)
+    exact = x.astype(np.int64) @ w.astype(np.int64)
+    macro = _ideal_macro(backend)
+    mapped = macro.map_weights(w, "balanced", "analog")
+    out, counts = macro.matmul(x, mapped, EXACT_FULL_SCALE, relu=True, noise=True, rng_seed=3)
+    np.testing.assert_array_equal(out, np.maximum(exact, 0))
+    assert counts["conversions_sign_only"] == np.count_nonzero(exact < 0)
+    assert counts["conversions_full"] + counts["conversions_sign_only"] == 200 * 12
+    assert counts["accumulations"] == 0
+    assert counts["hold_steps"] == 200 * 12 * (mapped.segments - 1)
+    assert counts["cycles"] == 200 * 12 * mapped.segments  # every segment still takes its MAC cycle
+
+
+def test_hold_steps_lose_charge_of_the_earlier_segments() -> None:
+    """Two segments at 50% loss per step: out = p0 / 2 + p1, exact at an LSB of 1/2."""
+    rng = np.random.default_rng(21)
+    x, w = _codes(rng, (100, 256), 8), _codes(rng, (256, 5), 8)
+    macro = _ideal_macro(hold_charge_loss=0.5)
+    out, _ = macro.matmul(x, macro.map_weights(w, "greedy", "analog"), 2.0**14, relu=False, noise=False, rng_seed=0)
+    p = [x[:, lo:hi].astype(np.int64) @ w[lo:hi].astype(np.int64) for lo, hi in ((0, 128), (128, 256))]
+    np.testing.assert_array_equal(out, p[0] / 2 + p[1])
+
+
+def test_balanced_segments_differ_by_at_most_one_row() -> None:
+    from cimflow.cim.mapping import segment_bounds
+
+    assert segment_bounds(144, 128, "balanced") == [(0, 72), (72, 144)]
+    assert segment_bounds(144, 128, "greedy") == [(0, 128), (128, 144)]
+    assert segment_bounds(577, 128, "balanced") == [(0, 116), (116, 232), (232, 347), (347, 462), (462, 577)]
+    assert segment_bounds(100, 128, "balanced") == [(0, 100)]
+
+
+def test_per_segment_full_scales_are_each_segments_own() -> None:
+    """A small second segment gets its own range: exact at LSB 1 and LSB 1/4 side by side."""
+    rng = np.random.default_rng(22)
+    x, w = _codes(rng, (150, 144), 8), _codes(rng, (144, 6), 8)
+    exact = x.astype(np.int64) @ w.astype(np.int64)
+    for backend in ("cython", "numpy"):
+        macro = _ideal_macro(backend)
+        mapped = macro.map_weights(w, "greedy", "digital")
+        out, _ = macro.matmul(x, mapped, np.array([2.0**15, 2.0**13]), relu=False, noise=False, rng_seed=0)
+        np.testing.assert_array_equal(out, exact)
+    with pytest.raises(ValueError, match="one value per conversion step"):
+        macro.matmul(x, mapped, np.array([2.0**15]), relu=False, noise=False, rng_seed=0)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_bias_at_the_reference_is_exact_on_an_ideal_chip(backend: str) -> None:
+    """Integer biases on DAC steps of exactly one LSB: relu(x @ w + b) bit for bit, fused."""
+    rng = np.random.default_rng(23)
+    x, w = _codes(rng, (300, 100), 16), _codes(rng, (100, 9), 16)
+    # 16-bit DAC with range 32767/32768 full scales: one code is one LSB of the 16-bit ADC.
+    macro = _ideal_macro(backend, bias_dac_bits=16, bias_dac_range=32767 / 32768)
+    bias = rng.integers(-3000, 3000, 9).astype(np.float64)
+    exact = x.astype(np.int64) @ w.astype(np.int64) + bias.astype(np.int64)
+    out, counts = macro.matmul(x, w, EXACT_FULL_SCALE, relu=True, noise=False, rng_seed=0, bias=bias)
+    np.testing.assert_array_equal(out, np.maximum(exact, 0))
+    assert counts["conversions_sign_only"] == np.count_nonzero(exact < 0)
+    assert counts["bias_conversions"] == 300 * 9
+    assert macro.bias_saturation(bias, EXACT_FULL_SCALE) == 0
+    assert macro.bias_saturation(np.array([4e4, 0.0]), EXACT_FULL_SCALE) == 1
+    with pytest.raises(ValueError, match="one conversion per output"):
+        macro.matmul(np.zeros((2, 200), np.int8), np.ones((200, 9), np.int8), EXACT_FULL_SCALE, relu=True,
+                     noise=False, rng_seed=0, bias=bias)
+
+
+@pytest.mark.parametrize("build", _kernel_builds())
+@pytest.mark.parametrize("accumulation", ["digital", "analog"])
+def test_compiled_kernel_matches_numpy_reference_in_every_mode(
+    monkeypatch: pytest.MonkeyPatch, build: str, accumulation: str
+) -> None:
+    """Balanced segments, per-step full scales, bias DAC, hold loss and noise: bit-identical."""
+    monkeypatch.setattr(simulator, "compiled", importlib.import_module(build))
+    config = default_config(adcs=3, adc_inl_lsb=3.0, charge_sharing_nonlinearity=4.0, hold_charge_loss=0.01,
+                            hold_noise_lsb_rms=0.5, bias_dac_gain_sigma=0.05)
+    tables = calibrate(config, 12)
+    rng = np.random.default_rng(24)
+    x, w = _codes(rng, (500, 300)), _codes(rng, (300, 7))
+    w[:, 3] = 0
+    steps = 1 if accumulation == "analog" else 3
+    scales = np.array([4e5, 3e5, 5e5][:steps])
+    bias = rng.normal(0, 1e5, 7) if accumulation == "analog" else None
+    results = []
+    for backend in ("cython", "numpy"):
+        macro = CimMacro(config, 12, tables, backend)
+        mapped = macro.map_weights(w, "balanced", accumulation)
+        results.append(macro.matmul(x, mapped, scales, relu=True, noise=True, rng_seed=5, bias=bias))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]

@@ -10,6 +10,7 @@ import pytest
 
 from cimflow import layout
 from cimflow.artifacts import save_json, save_table
+from cimflow.report import ENERGY_PARTS
 from conftest import ROOT
 
 SEEDS = (0, 1, 2)
@@ -27,7 +28,16 @@ def _write_run(seed: int, method: str, accuracy: float) -> Path:
     save_json(layout.path(layout.CIM_METRICS, **ids), ids | {
         "test_samples": 450, "int8_accuracy": accuracy - 0.002, "cim_uncalibrated_accuracy": accuracy - 0.2,
         "cim_calibrated_accuracy": accuracy - 0.004, "energy_per_inference_j": 2e-7, "latency_per_inference_s": 1e-4,
-        "gops": 40.0, "tops_per_w": 12.0, "sign_only_fraction": 0.0, "energy_per_inference_no_fused_relu_j": 2e-7})
+        "gops": 40.0, "tops_per_w": 12.0, "sign_only_fraction": 0.0, "energy_per_inference_no_fused_relu_j": 2e-7,
+        "conversions_per_inference": 3000.0, "tops_per_w_system": 6.0, "tops_per_w_reference_workload": 10.29,
+        "energy_system_per_inference_j": 2e-7,
+        **{f"energy_{part}_per_inference_j": 2e-8 for part in ENERGY_PARTS}})
+    layers = pd.DataFrame({"layer": ["conv", "fc"], "sign_only_fraction": [0.5, 0.0],
+                           **{f"energy_{part}_j": [1e-8, 2e-8] for part in ("array", "input", "adc", "digital")}})
+    save_table(layout.path(layout.CIM_MAPPING, **ids), layers)
+    system = pd.DataFrame({"operator": ["conv", "pool", "fc"], "kind": ["layer", "pool", "layer"],
+                           **{f"energy_{part}_j": [1e-9, 2e-9, 3e-9] for part in ENERGY_PARTS[4:]}})
+    save_table(layout.path(layout.CIM_SYSTEM, **ids), system)
     if method == "baseline":
         save_table(layout.path(layout.HISTORY, **ids), pd.DataFrame({
             "epoch": [1, 2], "lr": [0.1, 0.0], "train_loss": [1.0, 0.5 + seed / 100], "train_accuracy": [0.6, 0.9],
@@ -62,5 +72,5 @@ def test_report_gives_seed_means_paired_intervals_and_every_seed(in_tmp):
     assert "| digits | admm_prune | baseline (float) | 3 | -1.33 pt | 0.58 pt | [-2.77, +0.10] pt |" in text
     assert text.count("| digits | admm_prune | ") >= 3 + 2  # per-seed rows and paired rows
     for plot in (layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS,
-                 layout.PLOT_CIM_SWEEP):
+                 layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS):
         assert (in_tmp / plot).stat().st_size > 1000

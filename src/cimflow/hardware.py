@@ -2,13 +2,24 @@
 
 :func:`attach_cim` turns the integer model of :mod:`cimflow.quantize` into one whose
 conv/linear layers compute through :class:`cimflow.cim.CimMacro`: convolutions via
-im2col, one input vector per output pixel. A layer followed directly by a ReLU uses the
-macro's fused sign-first ReLU when its reduction length plus the bias rows fits in one
-segment (the bias is added in the analog sum on spare rows, so ReLU sees ``acc + b``);
-every other layer converts signed partial sums and adds bias and ReLU digitally.
+im2col, one input vector per output pixel. How each layer sits on the macro is its
+:class:`LayerLayout`, decided by :func:`layout_layer` from the mapping policy
+(``cim.mapping``):
 
-Each layer's ADC full scale is set from calibration images (a percentile of its
-partial sums), the analogue of the activation calibration of the int8 export.
+* A layer followed directly by a ReLU runs the macro's fused sign-first ReLU when each
+  output is one conversion (K fits one segment, or the segments are accumulated on the
+  hold capacitor) and the bias can enter before the sign decision: at the bias DAC of
+  the comparator/SAR reference (``bias: reference``, the default) or on spare rows of
+  the sum (``bias: rows``). Every other layer converts signed values and adds bias and
+  ReLU digitally (exact, part of requantization).
+* A fused channel whose bias is below minus the largest |acc| its weights can produce
+  outputs 0 for every input: its column is skipped (an exact clamp, no conversion).
+
+Each layer's ADC full scale is set from calibration images: a percentile of |what is
+converted| (partial sums per segment, the held sum, plus the bias where it enters the
+conversion; for a fused ReLU only the positive values, since a negative one stops after
+the sign), per layer or per segment. It is the analogue of the activation calibration
+of the int8 export.
 """
 
 from __future__ import annotations
@@ -21,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cimflow.cim.config import MacroConfig
+from cimflow.cim.config import MacroConfig, MappingPolicy
 from cimflow.cim.energy import merge_counters
-from cimflow.cim.mapping import MappedWeights
+from cimflow.cim.mapping import MappedWeights, segment_bounds
 from cimflow.cim.simulator import CimMacro
 from cimflow.quantize import QuantizedLayer, quantized_layers
 
@@ -72,14 +83,18 @@ def weight_matrix(layer: QuantizedLayer) -> np.ndarray:
     return np.ascontiguousarray(layer.weight_q.reshape(layer.weight_q.shape[0], -1).T.numpy())
 
 
+def integer_bias(layer: QuantizedLayer) -> np.ndarray:
+    """(M,) float64 bias in integer-product units, b / (s_x s_w)."""
+    return (layer.bias.double() / (layer.input_scale.double() * layer.weight_scale.double())).numpy()
+
+
 def bias_rows(layer: QuantizedLayer) -> tuple[np.ndarray, np.ndarray]:
     """Extra (inputs, weight rows) that add the bias, in integer-product units, exactly.
 
     b_int = round(b / (s_x s_w)) = 127 q + r: rows of input 127 carry q in weights of at
     most 127, and one row of input 1 carries the remainder r.
     """
-    unit = (layer.input_scale.double() * layer.weight_scale.double()).numpy()
-    b_int = np.round(layer.bias.double().numpy() / unit).astype(np.int64)
+    b_int = np.round(integer_bias(layer)).astype(np.int64)
     sign, magnitude = np.sign(b_int), np.abs(b_int)
     q, r = magnitude // ACT_CODE_MAX, magnitude % ACT_CODE_MAX
     n_big = int(math.ceil(q.max() / ACT_CODE_MAX)) if q.any() else 0
@@ -89,59 +104,134 @@ def bias_rows(layer: QuantizedLayer) -> tuple[np.ndarray, np.ndarray]:
     return inputs, weights
 
 
+@dataclass(frozen=True)
+class LayerLayout:
+    """Where a layer's weights, bias and ReLU go on the macro (chip-independent)."""
+
+    weights: np.ndarray
+    """(K', M) int8 as stored: the layer's weights, plus bias rows with ``bias: rows``."""
+    fused: bool
+    bias_inputs: np.ndarray | None
+    """Inputs of the bias rows, appended to every input vector (``bias: rows``, fused)."""
+    reference_bias: np.ndarray | None
+    """(M,) integer-product units for the bias DAC (``bias: reference``, fused)."""
+    bounds: list[tuple[int, int]]
+    accumulation: str
+    dead_columns: int
+    """Fused channels whose output is 0 for every input: skipped, no conversion."""
+
+    @property
+    def conversion_steps(self) -> int:
+        return 1 if self.accumulation == "analog" else len(self.bounds)
+
+
+def layout_layer(layer: QuantizedLayer, config: MacroConfig, policy: MappingPolicy, relu: bool) -> LayerLayout:
+    """Decide fused ReLU, bias placement and segments for one layer under ``policy``."""
+    w = weight_matrix(layer)
+    analog = policy.accumulation == "analog"
+    wants_fused = relu and config.fused_relu and policy.bias != "digital"
+    bias_inputs = reference_bias = None
+    dead = 0
+    if wants_fused and policy.bias == "rows":
+        inputs, rows = bias_rows(layer)
+        if analog or w.shape[0] + len(inputs) <= config.rows:
+            w, bias_inputs = np.concatenate([w, rows], 0), inputs
+    elif wants_fused and (analog or w.shape[0] <= config.rows):
+        b = integer_bias(layer)
+        reach = 128.0 * np.abs(w.astype(np.float64)).sum(axis=0)  # largest |acc| any int8 input gives
+        dead_mask = b <= -reach
+        dead = int(dead_mask.sum())
+        w = np.where(dead_mask[None, :], 0, w).astype(np.int8)
+        reference_bias = np.where(dead_mask, 0.0, b)
+    fused = bias_inputs is not None or reference_bias is not None
+    return LayerLayout(
+        weights=np.ascontiguousarray(w), fused=fused, bias_inputs=bias_inputs, reference_bias=reference_bias,
+        bounds=segment_bounds(w.shape[0], config.rows, policy.segmenting), accumulation=policy.accumulation,
+        dead_columns=dead,
+    )
+
+
+def converted_values(layout: LayerLayout, vectors: np.ndarray) -> list[np.ndarray]:
+    """Ideal values the ADC converts for int8 input ``vectors``, one array per conversion step.
+
+    A fused conversion's negative values stop after the sign, so only positives are kept.
+    """
+    x = vectors.astype(np.float64)
+    if layout.bias_inputs is not None:
+        x = np.concatenate([x, np.broadcast_to(layout.bias_inputs.astype(np.float64), (len(x), len(layout.bias_inputs)))], 1)
+    w = layout.weights.astype(np.float64)
+    parts = [x[:, lo:hi] @ w[lo:hi] for lo, hi in layout.bounds]
+    steps = [sum(parts)] if layout.accumulation == "analog" else parts
+    if layout.reference_bias is not None:
+        steps = [steps[0] + layout.reference_bias]
+    if layout.fused:
+        return [v[v > 0] for v in steps]
+    return [np.abs(v).ravel() for v in steps]
+
+
 @dataclass
 class LayerPlan:
-    """How one layer sits on the macro."""
+    """How one layer sits on one chip: its layout, ADC ranges and mapped weights."""
 
     name: str
-    fused: bool
-    full_scale: float
+    layout: LayerLayout
+    full_scales: list[float]
     mapped: MappedWeights
-    bias_inputs: np.ndarray | None
     index: int
+    bias_saturated_columns: int
+    """Columns whose bias the DAC clips (reported; the conversion then sees the clipped bias)."""
     counters: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fused(self) -> bool:
+        return self.layout.fused
 
 
 class CimEngine:
     """Engine for QuantizedLayer that simulates the macro and accumulates counters."""
 
-    def __init__(self, macro: CimMacro, plans: dict[str, LayerPlan], noise: bool, noise_seed: int) -> None:
+    def __init__(self, macro: CimMacro, plans: dict[int, LayerPlan], noise: bool, noise_seed: int) -> None:
         self.macro, self.plans, self.noise, self.noise_seed = macro, plans, noise, noise_seed
         self.calls = 0
 
     def __call__(self, layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
         plan = self.plans[id(layer)]
+        layout = plan.layout
         vectors, shape = im2col(layer, x_codes)
-        if plan.fused:
-            vectors = np.concatenate([vectors, np.broadcast_to(plan.bias_inputs, (len(vectors), len(plan.bias_inputs)))], 1)
+        if layout.bias_inputs is not None:
+            extra = np.broadcast_to(layout.bias_inputs, (len(vectors), len(layout.bias_inputs)))
+            vectors = np.concatenate([vectors, extra], 1)
         seed = (self.noise_seed * 1_000_003 + plan.index * 10_007 + self.calls) % 2**31
         self.calls += 1
-        out, counts = self.macro.matmul(vectors, plan.mapped, plan.full_scale, relu=plan.fused, noise=self.noise,
-                                        rng_seed=seed)
+        out, counts = self.macro.matmul(vectors, plan.mapped, np.asarray(plan.full_scales), relu=layout.fused,
+                                        noise=self.noise, rng_seed=seed, bias=layout.reference_bias)
         plan.counters = merge_counters(plan.counters, counts)
         acc = fold_output(out, shape)
-        return acc * layer.output_scale() if plan.fused else layer.dequantize(acc)
-
-
-def layer_partial_sums(layer: QuantizedLayer, x_codes: torch.Tensor, rows: int, limit: int) -> np.ndarray:
-    """|partial sums| per segment of up to ``limit`` input vectors (for the ADC range)."""
-    vectors, _ = im2col(layer, x_codes)
-    vectors = vectors[:: max(1, len(vectors) // limit)].astype(np.float64)
-    w = weight_matrix(layer).astype(np.float64)
-    sums = [vectors[:, lo : lo + rows] @ w[lo : lo + rows] for lo in range(0, w.shape[0], rows)]
-    return np.abs(np.concatenate([s.ravel() for s in sums]))
+        return acc * layer.output_scale() if layout.fused else layer.dequantize(acc)
 
 
 @torch.no_grad()
-def full_scales(qmodel: nn.Module, batches: list[torch.Tensor], rows: int, percentile: float) -> dict[str, float]:
-    """Per-layer ADC range: the given percentile of |partial sum| on calibration images."""
-    captured: dict[str, list[np.ndarray]] = {}
+def full_scales(
+    qmodel: nn.Module,
+    batches: list[torch.Tensor],
+    config: MacroConfig,
+    policy: MappingPolicy,
+    relu_follows: set[str],
+    percentile: float,
+    limit: int = 20_000,
+) -> dict[str, list[float]]:
+    """Per-layer ADC ranges (one per conversion step, or one repeated with ``per_layer``):
+    the given percentile of what is converted, on calibration images (up to ``limit``
+    input vectors per layer and batch)."""
+    captured: dict[str, list[list[np.ndarray]]] = {}
+    layouts = {name: layout_layer(layer, config, policy, name in relu_follows) for name, layer in quantized_layers(qmodel)}
     originals = {}
     for name, layer in quantized_layers(qmodel):
         originals[name] = layer.engine
 
         def spy(lyr: QuantizedLayer, x: torch.Tensor, name: str = name) -> torch.Tensor:
-            captured.setdefault(name, []).append(layer_partial_sums(lyr, x, rows, 20_000))
+            vectors, _ = im2col(lyr, x)
+            captured.setdefault(name, []).append(converted_values(layouts[name], vectors[:: max(1, len(vectors) // limit)]))
             return originals[name](lyr, x)
 
         layer.engine = spy
@@ -151,29 +241,36 @@ def full_scales(qmodel: nn.Module, batches: list[torch.Tensor], rows: int, perce
     finally:
         for name, layer in quantized_layers(qmodel):
             layer.engine = originals[name]
-    return {name: max(float(np.percentile(np.concatenate(parts), percentile)), 1.0)
-            for name, parts in captured.items()}
+    scales = {}
+    for name, per_batch in captured.items():
+        steps = [np.concatenate(parts) for parts in zip(*per_batch)]
+        if policy.full_scale == "per_layer":
+            steps = [np.concatenate(steps)] * len(steps)
+        scales[name] = [max(float(np.percentile(v, percentile)), 1.0) if v.size else 1.0 for v in steps]
+    return scales
 
 
 def attach_cim(
     qmodel: nn.Module,
     macro: CimMacro,
-    scales: dict[str, float],
+    scales: dict[str, list[float]],
     relu_follows: set[str],
+    policy: MappingPolicy,
     noise: bool,
     noise_seed: int,
 ) -> dict[str, LayerPlan]:
     """Route every quantized layer of ``qmodel`` through ``macro`` (in place)."""
-    config: MacroConfig = macro.config
     plans: dict[str, LayerPlan] = {}
     engine = CimEngine(macro, {}, noise, noise_seed)
     for index, (name, layer) in enumerate(quantized_layers(qmodel)):
-        w = weight_matrix(layer)
-        bias_inputs, bias_weights = bias_rows(layer)
-        fused = (name in relu_follows and config.fused_relu and w.shape[0] + len(bias_inputs) <= config.rows)
-        if fused:
-            w = np.concatenate([w, bias_weights], 0)
-        plan = LayerPlan(name, fused, scales[name], macro.map_weights(w), bias_inputs if fused else None, index)
+        layout = layout_layer(layer, macro.config, policy, name in relu_follows)
+        if len(scales[name]) != layout.conversion_steps:
+            raise ValueError(f"layer {name}: {len(scales[name])} full scales for {layout.conversion_steps} "
+                             "conversion steps; map the model again with this macro and policy")
+        mapped = macro.map_weights(layout.weights, policy.segmenting, policy.accumulation)
+        saturated = 0 if layout.reference_bias is None else macro.bias_saturation(layout.reference_bias,
+                                                                                    scales[name][0])
+        plan = LayerPlan(name, layout, list(scales[name]), mapped, index, saturated)
         plans[name] = plan
         engine.plans[id(layer)] = plan
         layer.engine = engine

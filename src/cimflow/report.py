@@ -34,9 +34,13 @@ SIZE_COLUMNS = ("parameters", "nonzero_parameters", "weight_compression", "macs"
                 "stored_bytes", "size_compression")
 """Per-seed values averaged in the summary (identical across seeds unless pruning differs)."""
 
+ENERGY_PARTS = ("array", "input", "adc", "digital", "requantize", "pool", "residual_add", "buffer", "weight_reload")
+"""Energy components: the macro's four, then the peripheral ones (cimflow.peripheral)."""
 CIM_VALUES = ("int8_accuracy", "cim_uncalibrated_accuracy", "cim_calibrated_accuracy", "energy_per_inference_j",
               "latency_per_inference_s", "gops", "tops_per_w", "sign_only_fraction",
-              "energy_per_inference_no_fused_relu_j")
+              "energy_per_inference_no_fused_relu_j", "conversions_per_inference", "tops_per_w_system",
+              "tops_per_w_reference_workload", "energy_system_per_inference_j",
+              *(f"energy_{part}_per_inference_j" for part in ENERGY_PARTS))
 
 DYNASTY_VALUES = ("val_accuracy_on_maps", "float_accuracy", "int8_accuracy", "modeled_speedup",
                   "modeled_energy_reduction", "modeled_speedup_brick", "modeled_energy_reduction_brick",
@@ -154,10 +158,62 @@ def _format_cim(frame: pd.DataFrame) -> pd.DataFrame:
     shown["energy/inference"] = frame["energy_per_inference_j"].map(lambda v: f"{v * 1e9:.2f} nJ")
     shown["latency/inference"] = frame["latency_per_inference_s"].map(lambda v: f"{v * 1e6:.1f} us")
     shown["GOPS"] = frame["gops"].map(lambda v: f"{v:.1f}")
-    shown["TOPS/W"] = frame["tops_per_w"].map(lambda v: f"{v:.2f}")
+    shown["TOPS/W macro"] = frame["tops_per_w"].map(lambda v: f"{v:.2f}")
+    shown["TOPS/W system"] = frame["tops_per_w_system"].map(lambda v: f"{v:.2f}")
+    shown["conversions/inference"] = frame["conversions_per_inference"].map(lambda v: f"{v:,.0f}")
     shown["sign-only conv."] = frame["sign_only_fraction"].map(lambda v: f"{100 * v:.2f}%")
     shown["energy w/o fused ReLU"] = frame["energy_per_inference_no_fused_relu_j"].map(lambda v: f"{v * 1e9:.2f} nJ")
     return shown
+
+
+def _format_energy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Energy per inference by component (nJ) and the macro on its reference workload."""
+    shown = pd.DataFrame({"task": frame["task"], "method": frame["method"]})
+    for part in ENERGY_PARTS:
+        shown[part.replace("_", " ")] = frame[f"energy_{part}_per_inference_j"].map(lambda v: f"{v * 1e9:.2f}")
+    shown["macro total"] = frame["energy_per_inference_j"].map(lambda v: f"{v * 1e9:.2f}")
+    shown["peripheral total"] = frame["energy_system_per_inference_j"].map(lambda v: f"{v * 1e9:.2f}")
+    shown["TOPS/W reference workload"] = frame["tops_per_w_reference_workload"].map(lambda v: f"{v:.2f}")
+    return shown
+
+
+def plot_cim_layers(mappings: dict[str, pd.DataFrame], systems: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
+    """Per layer of each model (its first seed): energy per inference by component, stacked,
+    and the sign-only fraction of the layer's conversions (training images of stage map)."""
+    firsts: dict[str, str] = {}
+    for key in sorted(mappings, key=lambda k: (k.rpartition("/")[0], int(k.rpartition("seed")[2]))):
+        firsts.setdefault(key.rpartition("/")[0], key)
+    fig, axes = plt.subplots(max(len(firsts), 1), 2, figsize=(12, 2.6 * max(len(firsts), 1) + 0.6), squeeze=False)
+    if not firsts:
+        axes[0, 0].text(0.5, 0.5, "no mapped model in this pipeline", ha="center", va="center")
+    colors = plt.get_cmap("tab10").colors
+    for row, (name, key) in enumerate(firsts.items()):
+        layers = mappings[key].set_index("layer")
+        system = systems[key].set_index("operator")
+        names = list(system.index)
+        bottom = pd.Series(0.0, index=names)
+        ax = axes[row, 0]
+        for i, part in enumerate(ENERGY_PARTS):
+            column = f"energy_{part}_j"
+            values = (layers[column] if column in layers else system[column]).reindex(names).fillna(0.0) * 1e9
+            ax.bar(names, values, bottom=bottom, color=colors[i % len(colors)], label=part.replace("_", " "))
+            bottom += values
+        ax.set_ylabel("nJ / inference")
+        ax.set_title(f"{name}: energy per layer", fontsize=9)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=6)
+        sign_only = layers["sign_only_fraction"]
+        axes[row, 1].bar(list(sign_only.index), 100 * sign_only, color="grey")
+        axes[row, 1].set_ylim(0, 100)
+        axes[row, 1].set_ylabel("sign-only conversions (%)")
+        axes[row, 1].set_title(f"{name}: fused-ReLU early stops", fontsize=9)
+        axes[row, 1].tick_params(axis="x", labelrotation=60, labelsize=6)
+    if firsts:
+        axes[0, 0].legend(fontsize=6, ncol=3)
+    for ax in axes.flat:
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
 
 
 def plot_bitwidths(bitmaps: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
@@ -213,22 +269,29 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, out: Path, dpi: int) -> None:
     plt.close(fig)
 
 
+SWEEP_KNOBS = {"adc_bits": "ADC bits", "cap_mismatch_sigma": "capacitor mismatch sigma", "rows": "rows per column",
+               "bias_dac_bits": "bias-DAC bits", "accumulation": "accumulation of long reductions"}
+
+
 def plot_cim_sweep(sweeps: dict[str, pd.DataFrame], out: Path, dpi: int) -> None:
-    """Accuracy and TOPS/W against ADC bits and capacitor mismatch, one line per model
+    """Accuracy and TOPS/W against each swept macro or mapping knob, one line per model
     (mean over its seeds; bars one standard deviation)."""
-    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex="col")
     models: dict[str, list[pd.DataFrame]] = {}
     for key, sweep in sweeps.items():  # key: task/method/seedN
         models.setdefault(key.rpartition("/")[0], []).append(sweep)
-    for col, (knob, label) in enumerate((("adc_bits", "ADC bits"), ("cap_mismatch_sigma", "capacitor mismatch sigma"))):
+    knobs = [k for k in SWEEP_KNOBS if any((s["knob"] == k).any() for s in sweeps.values())] or list(SWEEP_KNOBS)[:2]
+    fig, axes = plt.subplots(2, len(knobs), figsize=(3.2 * len(knobs) + 1, 6), sharex="col", squeeze=False)
+    for col, knob in enumerate(knobs):
         for name, runs in sorted(models.items()):
             points = pd.concat(runs)
-            by_value = points[points["knob"] == knob].groupby("value")
+            points = points[points["knob"] == knob]
+            categorical = points["value"].isna().all()
+            by_value = points.groupby("setting" if categorical else "value", sort=not categorical)
             mean, std = by_value.mean(numeric_only=True), by_value.std(numeric_only=True).fillna(0.0)
             for row, column, scale in ((0, "accuracy", 100), (1, "tops_per_w", 1)):
-                axes[row, col].errorbar(mean.index, scale * mean[column], yerr=scale * std[column], marker="o",
+                axes[row, col].errorbar(list(mean.index), scale * mean[column], yerr=scale * std[column], marker="o",
                                         capsize=3, label=f"{name} ({len(runs)} seeds)")
-        axes[1, col].set_xlabel(label)
+        axes[1, col].set_xlabel(SWEEP_KNOBS[knob])
     axes[0, 0].set_ylabel("calibrated CiM accuracy (%)")
     axes[1, 0].set_ylabel("TOPS/W")
     if not models:
@@ -351,7 +414,14 @@ def sections(summary: pd.DataFrame, paired: pd.DataFrame, per_seed: pd.DataFrame
         ("On the simulated CD-CiM macro", _format_cim(cim),
          "Same test split, on one simulated chip (params.yaml `cim`): uncalibrated, and with the chip's ADC "
          "correction tables and sign trim. Energy, latency, GOPS and TOPS/W count the calibrated run on one "
-         "macro (mean over seeds)."),
+         "macro (mean over seeds). TOPS/W macro: the macro's own MAC-and-convert energy, the figure that stands "
+         "beside the published 10.3 TOPS/W (which the energy constants reproduce on the random-int8 reference "
+         "workload; about 72% of a cycle's energy is data-dependent with an assumed split, so real data moves it). "
+         "TOPS/W system adds the peripheral energy below."),
+        ("CiM energy per inference by component (nJ)", _format_energy(cim),
+         "Array, input drivers, ADC (with bias DAC and hold steps) and per-conversion digital logic are the "
+         "macro's; requantization, pooling, residual adds, activation buffer traffic and weight reloads are "
+         "outside it, with assumed constants (params.yaml `cim.system`). Per-layer breakdown: cim_layers.png."),
         ("DYNASTY dynamic-precision training",
          _format_dynasty(dynasty) if len(dynasty) else pd.DataFrame({"DYNASTY": ["no DYNASTY run in this pipeline"]}),
          "Speedup and energy are the cost model's over the actual maps of each run against uniform "

@@ -62,7 +62,7 @@ def exact_codes(wildcards):
 
 def report_outputs():
     return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
-            layout.PLOT_CIM_SWEEP, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS]
+            layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS]
 
 
 def _every(pattern, methods=None):
@@ -89,6 +89,10 @@ def run_dynasty():
 
 def run_cim_metrics():
     return _every(layout.CIM_METRICS)
+
+
+def run_cim_layers():
+    return _every(layout.CIM_MAPPING) + _every(layout.CIM_SYSTEM)
 
 
 def run_cim_sweeps():

@@ -27,6 +27,7 @@ rule map:
         trim=layout.CIM_TRIM,
     output:
         mapping=layout.CIM_MAPPING,
+        system=layout.CIM_SYSTEM,
     params:
         values=stage_params("map"),
     log:
@@ -46,6 +47,7 @@ rule evaluate_cim:
         code=code("evaluate_cim"),
         int8=layout.INT8_MODEL,
         mapping=layout.CIM_MAPPING,
+        system=layout.CIM_SYSTEM,
         test=layout.PREPARED_TEST,
         codes=layout.CIM_CODES,
         trim=layout.CIM_TRIM,
@@ -70,6 +72,7 @@ rule cim_sweep:
         code=code("cim_sweep"),
         int8=layout.INT8_MODEL,
         mapping=layout.CIM_MAPPING,
+        train=layout.PREPARED_TRAIN,
         test=layout.PREPARED_TEST,
     output:
         sweep=layout.CIM_SWEEP,

@@ -6,6 +6,7 @@ rule report:
         steps=run_steps(),
         dynasty=run_dynasty(),
         cim_metrics=run_cim_metrics(),
+        cim_layers=run_cim_layers(),
         cim_sweeps=run_cim_sweeps(),
     output:
         markdown=layout.REPORT_MD,
@@ -13,6 +14,7 @@ rule report:
         accuracy_size=layout.PLOT_ACCURACY_SIZE,
         training=layout.PLOT_TRAINING,
         cim_sweep=layout.PLOT_CIM_SWEEP,
+        cim_layers=layout.PLOT_CIM_LAYERS,
         compression=layout.PLOT_COMPRESSION,
         bitwidths=layout.PLOT_BITWIDTHS,
     params:

@@ -6,8 +6,9 @@
 # blocks of input vectors (dynamic schedule, no other synchronisation) and runs them start
 # to end while they sit in its cache: int8 -> float32 packing with input-ones counting, one
 # BLAS sgemm per row segment (called from the thread, so it runs sequentially), then the
-# per-conversion model of cimflow.cim.conversion: compression, noise, sign-first SAR with
-# ReLU early stop, INL, correction lookup, segment accumulation and the sign-only count.
+# per-conversion model of cimflow.cim.conversion: analog accumulation on the hold capacitor
+# (if on), compression, bias DAC, noise, sign-first SAR with ReLU early stop, INL,
+# correction lookup, digital accumulation of the conversion steps and the sign-only count.
 # ``partial_sums`` stops after the sgemm, for the numpy reference.
 #
 # The conversion matches cimflow.cim.reference.convert bit for bit: float32 in the same
@@ -57,6 +58,7 @@ cdef struct Tiled:
     float* post_gain
     float* offset
     float* sign_threshold
+    float* bias
     float* inl_c0
     float* inl_c1
     int32_t* code_zero  # index of the column ADC's code-0 entry in the flat correction table
@@ -103,6 +105,7 @@ cdef inline void _transfer(
     cdef const float* post_gain = c.post_gain
     cdef const float* offset = c.offset
     cdef const float* sign_threshold = c.sign_threshold
+    cdef const float* bias = c.bias
     cdef const float* inl_c0 = c.inl_c0
     cdef const float* inl_c1 = c.inl_c1
     cdef float zero = 0.0, one = 1.0, half = 0.5
@@ -113,6 +116,7 @@ cdef inline void _transfer(
         u = analog[i] * pre_scale
         u = u / (one + compression * fabsf(u))
         x = u * post_gain[i] + offset[i]
+        x = x + bias[i]
         x = x + noise[i]
         pos = (x + sign_threshold[i]) >= zero
         mag = x if pos else -x
@@ -129,23 +133,24 @@ cdef inline void _transfer(
 
 cdef inline void _accumulate_signed(
     double* acc, Py_ssize_t count, const int32_t* signed_code, const uint8_t* live,
-    const int32_t* code_zero, const float* correction, float* corrected,
+    const int32_t* code_zero, const float* correction, float* corrected, double lsb,
 ) noexcept nogil:
-    """Add each live conversion's value (corrected if a table is given) to ``acc``."""
+    """Add each live conversion's value (corrected if a table is given) times ``lsb`` to ``acc``."""
     cdef Py_ssize_t i
     cdef float zero = 0.0
     if correction != NULL:
         cim_lookup(corrected, count, correction, code_zero, signed_code)
         for i in range(count):
-            acc[i] += corrected[i] if live[i] else zero
+            acc[i] += <double>(corrected[i] if live[i] else zero) * lsb
     else:
         for i in range(count):
-            acc[i] += <float>signed_code[i] if live[i] else zero
+            acc[i] += <double>(<float>signed_code[i] if live[i] else zero) * lsb
 
 
 cdef inline int64_t _accumulate_fused(
     double* acc, Py_ssize_t count, const int32_t* signed_code, const int32_t* positive,
     const uint8_t* live, const int32_t* code_zero, const float* correction, float* corrected,
+    double lsb,
 ) noexcept nogil:
     """Fused ReLU: add positive live conversions, clipped at 0; return the sign-only count."""
     cdef Py_ssize_t i
@@ -157,16 +162,16 @@ cdef inline int64_t _accumulate_fused(
         cim_lookup(corrected, count, correction, code_zero, signed_code)
         for i in range(count):
             value = corrected[i] if corrected[i] > zero else zero
-            acc[i] += value if live[i] & positive[i] else zero
+            acc[i] += <double>(value if live[i] & positive[i] else zero) * lsb
     else:
         for i in range(count):
-            acc[i] += <float>signed_code[i] if live[i] & positive[i] else zero
+            acc[i] += <double>(<float>signed_code[i] if live[i] & positive[i] else zero) * lsb
     return sign_only
 
 
 cdef Tiled _tile(
     Py_ssize_t span, Py_ssize_t columns, const float* post_gain, const float* offset,
-    const float* sign_threshold, const float* inl_c0, const float* inl_c1,
+    const float* sign_threshold, const float* bias, const float* inl_c0, const float* inl_c1,
     const int32_t* adc_of_column, Py_ssize_t table_stride, int max_code,
 ) noexcept nogil:
     cdef Tiled c
@@ -174,6 +179,7 @@ cdef Tiled _tile(
     c.post_gain = <float*>malloc(span * sizeof(float))
     c.offset = <float*>malloc(span * sizeof(float))
     c.sign_threshold = <float*>malloc(span * sizeof(float))
+    c.bias = <float*>malloc(span * sizeof(float))
     c.inl_c0 = <float*>malloc(span * sizeof(float))
     c.inl_c1 = <float*>malloc(span * sizeof(float))
     c.code_zero = <int32_t*>malloc(span * sizeof(int32_t))
@@ -182,6 +188,7 @@ cdef Tiled _tile(
         c.post_gain[i] = post_gain[m]
         c.offset[i] = offset[m]
         c.sign_threshold[i] = sign_threshold[m]
+        c.bias[i] = bias[m]
         c.inl_c0[i] = inl_c0[m]
         c.inl_c1[i] = inl_c1[m]
         c.code_zero[i] = <int32_t>(adc_of_column[m] * table_stride + max_code)
@@ -192,6 +199,7 @@ cdef void _free_tiled(Tiled* c) noexcept nogil:
     free(c.post_gain)
     free(c.offset)
     free(c.sign_threshold)
+    free(c.bias)
     free(c.inl_c0)
     free(c.inl_c1)
     free(c.code_zero)
@@ -276,69 +284,91 @@ cdef void _gemm_segments(
 # What one call converts and how: built once, read by every thread.
 cdef struct Conversion:
     Tiled tiled
-    const uint8_t* live  # (S, span) active flags tiled like the settings
+    const uint8_t* live  # (steps, span) converted flags tiled like the settings
+    const float* pre_scale  # (steps,) analog sum -> normalised node voltage
+    const double* lsb  # (steps,) one code in integer-product units
     const float* correction  # flat (adcs, 2*max_code+1) table, or NULL for raw codes
     const float* normal_table
     Py_ssize_t columns
     Py_ssize_t segments
+    Py_ssize_t steps  # conversions per output: segments (digital) or 1 (analog accumulation)
     Py_ssize_t chunk_rows
     Py_ssize_t total_vectors
-    float pre_scale
+    float hold_keep
     float compression
     float inv_levels
     float max_code
     float noise_sigma
     uint64_t noise_key
-    double lsb
+    bint analog
     bint fused
     bint digital_relu
 
 
+cdef inline void _hold(
+    float* held, const float* analog, Py_ssize_t segments, Py_ssize_t stride, Py_ssize_t count, float keep,
+) noexcept nogil:
+    """Analog accumulation: held = (..(p_0 keep + p_1) keep + ..) + p_{S-1}, as reference.hold."""
+    cdef Py_ssize_t s, i
+    cdef const float* part
+    for i in range(count):
+        held[i] = analog[i]
+    for s in range(1, segments):
+        part = analog + s * stride
+        for i in range(count):
+            held[i] = held[i] * keep + part[i]
+
+
 cdef int64_t _convert_block(
     const Conversion* cv, const float* analog, Py_ssize_t rows, Py_ssize_t first_vector, double* out,
-    float* noise, int32_t* signed_code, int32_t* positive, float* corrected,
+    float* noise, int32_t* signed_code, int32_t* positive, float* corrected, float* held,
 ) noexcept nogil:
     """Convert (S, rows, M) partial sums of vectors first_vector.. into ``out`` (rows, M).
 
-    Conversion (s, b, m) of the call uses noise draw (s * total_vectors + b) * M + m, so
-    results do not depend on blocks or threads. The last four arguments are the thread's
-    chunk-sized scratch buffers; ``noise`` must hold zeros when the call has no noise.
-    Returns the sign-only count.
+    Conversion (s, b, m) of the call (s: conversion step) uses noise draw
+    (s * total_vectors + b) * M + m, so results do not depend on blocks or threads. The
+    last five arguments are the thread's chunk-sized scratch buffers; ``noise`` must hold
+    zeros when the call has no noise. Returns the sign-only count.
     """
     cdef Py_ssize_t columns = cv.columns, span = cv.chunk_rows * cv.columns
     cdef Py_ssize_t chunk, first, count, s, i
     cdef int64_t sign_only = 0
     cdef double* acc
-    cdef double result
+    cdef const float* values
     for chunk in range((rows + cv.chunk_rows - 1) // cv.chunk_rows):
         first = chunk * cv.chunk_rows
         count = min(cv.chunk_rows, rows - first) * columns
         acc = out + first * columns
         for i in range(count):
             acc[i] = 0.0
-        for s in range(cv.segments):
+        for s in range(cv.steps):
+            if cv.analog and cv.segments > 1:
+                _hold(held, analog + first * columns, cv.segments, rows * columns, count, cv.hold_keep)
+                values = held
+            else:
+                values = analog + (s * rows + first) * columns
             if cv.noise_sigma > 0:
                 _noise(
                     noise, count, <uint64_t>((s * cv.total_vectors + first_vector + first) * columns),
                     cv.noise_key, cv.normal_table, cv.noise_sigma,
                 )
             _transfer(
-                analog + (s * rows + first) * columns, noise, count, &cv.tiled,
-                cv.pre_scale, cv.compression, cv.inv_levels, cv.max_code, signed_code, positive,
+                values, noise, count, &cv.tiled,
+                cv.pre_scale[s], cv.compression, cv.inv_levels, cv.max_code, signed_code, positive,
             )
             if cv.fused:
                 sign_only += _accumulate_fused(
                     acc, count, signed_code, positive, cv.live + s * span, cv.tiled.code_zero,
-                    cv.correction, corrected,
+                    cv.correction, corrected, cv.lsb[s],
                 )
             else:
                 _accumulate_signed(
                     acc, count, signed_code, cv.live + s * span, cv.tiled.code_zero, cv.correction,
-                    corrected,
+                    corrected, cv.lsb[s],
                 )
-        for i in range(count):
-            result = acc[i] * cv.lsb
-            acc[i] = 0.0 if cv.digital_relu and result < 0.0 else result
+        if cv.digital_relu:
+            for i in range(count):
+                acc[i] = 0.0 if acc[i] < 0.0 else acc[i]
     return sign_only
 
 
@@ -403,21 +433,25 @@ def simulate(
     const float[:, ::1] weights,
     const int32_t[:, ::1] bounds,
     const uint8_t[:, ::1] active,
+    const uint8_t[:, ::1] converted,
+    const float[::1] pre_scale,
+    const double[::1] lsb,
     const float[::1] post_gain,
     const float[::1] offset,
     const float[::1] sign_threshold,
+    const float[::1] bias,
     const float[::1] inl_c0,
     const float[::1] inl_c1,
     const int32_t[::1] adc_of_column,
     const float[:, ::1] correction,
     const float[::1] normal_table,
-    float pre_scale,
     float compression,
     float inv_levels,
     int max_code,
-    double lsb,
     float noise_sigma,
     uint64_t noise_key,
+    bint analog,
+    float hold_keep,
     bint fused,
     bint digital_relu,
     Py_ssize_t block_rows,
@@ -428,9 +462,12 @@ def simulate(
 
     Each thread takes whole blocks of ``block_rows`` input vectors and runs them start to
     end with no synchronisation: pack (int8 -> float32, input ones), one sgemm per
-    segment (``bounds`` holds [lo, hi) rows of each), then conversion in chunks. Input
-    ones per row are added to ``ones_per_row``. ``correction`` is (adcs, 2*max_code+1) or
-    empty (0, 0) for raw codes. B must stay below 2**29 (uint32 ones per thread).
+    segment (``bounds`` holds [lo, hi) rows of each, ``active`` (S, M) which columns hold
+    weights), then conversion in chunks: one step per segment, or with ``analog`` one
+    step of the held sum; ``converted`` (steps, M) marks the conversions that happen,
+    ``pre_scale`` and ``lsb`` are per step. Input ones per row are added to
+    ``ones_per_row``. ``correction`` is (adcs, 2*max_code+1) or empty (0, 0) for raw
+    codes. B must stay below 2**29 (uint32 ones per thread).
     """
     cdef sgemm_t gemm = <sgemm_t>gemm_address
     cdef Py_ssize_t batch = codes.shape[0], width = codes.shape[1], columns = weights.shape[1]
@@ -440,29 +477,32 @@ def simulate(
     cdef Conversion cv
     cv.columns = columns
     cv.segments = segments
+    cv.steps = converted.shape[0]
     cv.chunk_rows = max(1, CHUNK_CONVERSIONS // columns)
     cv.total_vectors = batch
-    cv.pre_scale = pre_scale
+    cv.pre_scale = &pre_scale[0]
+    cv.lsb = &lsb[0]
+    cv.hold_keep = hold_keep
+    cv.analog = analog
     cv.compression = compression
     cv.inv_levels = inv_levels
     cv.max_code = <float>max_code
     cv.noise_sigma = noise_sigma
     cv.noise_key = noise_key
-    cv.lsb = lsb
     cv.fused = fused
     cv.digital_relu = digital_relu
     cv.normal_table = &normal_table[0]
     cv.correction = &correction[0, 0] if correction.shape[0] > 0 else NULL
     cdef Py_ssize_t span = cv.chunk_rows * columns
     cv.tiled = _tile(
-        span, columns, &post_gain[0], &offset[0], &sign_threshold[0], &inl_c0[0], &inl_c1[0],
+        span, columns, &post_gain[0], &offset[0], &sign_threshold[0], &bias[0], &inl_c0[0], &inl_c1[0],
         &adc_of_column[0], correction.shape[1], max_code,
     )
-    cdef uint8_t* live = <uint8_t*>malloc(segments * span)
+    cdef uint8_t* live = <uint8_t*>malloc(cv.steps * span)
     cdef Py_ssize_t s, i, k, t
-    for s in range(segments):
+    for s in range(cv.steps):
         for i in range(span):
-            live[s * span + i] = active[s, i % columns]
+            live[s * span + i] = converted[s, i % columns]
     cv.live = live
     cdef uint8_t* segment_live = _segment_live(active)
     cdef int threads = openmp.omp_get_max_threads()
@@ -475,6 +515,7 @@ def simulate(
     cdef int32_t* signed_code = NULL
     cdef int32_t* positive = NULL
     cdef float* corrected = NULL
+    cdef float* held = NULL
     cdef float* values = NULL
     cdef float* block_sums = NULL
     cdef uint8_t* group_ones = NULL
@@ -486,6 +527,7 @@ def simulate(
         signed_code = <int32_t*>malloc(span * sizeof(int32_t))
         positive = <int32_t*>malloc(span * sizeof(int32_t))
         corrected = <float*>malloc(span * sizeof(float))
+        held = <float*>malloc(span * sizeof(float))
         for j in range(span):
             noise[j] = 0.0  # stays 0 without noise: adding +0 changes no decision or code
         for blk in prange(blocks, schedule="dynamic"):
@@ -500,7 +542,8 @@ def simulate(
                 segment_live, segments, block_sums,
             )
             sign_only += _convert_block(
-                &cv, block_sums, rows, first, &out[first, 0], noise, signed_code, positive, corrected
+                &cv, block_sums, rows, first, &out[first, 0], noise, signed_code, positive, corrected,
+                held,
             )
         free(values)
         free(block_sums)
@@ -509,6 +552,7 @@ def simulate(
         free(signed_code)
         free(positive)
         free(corrected)
+        free(held)
     for t in range(threads):
         for k in range(width):
             ones_per_row[k] += ones[t * width + k]

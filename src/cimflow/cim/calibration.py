@@ -1,7 +1,7 @@
 """Per-chip calibration: sign-comparator trim and per-ADC code-correction tables.
 
 Like a test program on silicon, calibration only drives known vectors and reads
-decisions and codes; it never looks at the chip's drawn errors. Two steps (notes §4.4):
+decisions and codes; it never looks at the chip's drawn errors. Three steps (notes §4.4):
 
 1. Sign trim. With all-zero inputs the charge node holds exactly 0, so each trim-DAC
    code is tried on repeated conversions and the one whose P(sign = +) is closest to 0.5
@@ -13,6 +13,9 @@ decisions and codes; it never looks at the chip's drawn errors. Two steps (notes
    estimate). Codes never hit are linearly interpolated; the saturated end codes, whose
    mean only reflects how far the sweep overdrove the ADC, and codes beyond the last hit
    are extrapolated from a line through the outermost hit codes.
+3. Bias-DAC gain. With all-zero inputs, each ADC's bias DAC is set to +c and -c (half
+   its range) on repeated conversions; the difference of the mean corrected values over
+   2c nominal steps is the DAC's gain, which the mapping divides out when it picks codes.
 
 Values are in LSB of the ADC (ideal dot product / (full scale / 2**(adc_bits-1))), so
 one table serves every layer's full scale.
@@ -20,7 +23,8 @@ one table serves every layer's full scale.
 Result: :class:`CalibrationTables`, two frames meant to be stored as Parquet:
 ``codes`` (chip_seed, adc, code, corrected_value, sample_count) with one row per ADC and
 signed code -(2**(adc_bits-1)-1) .. 2**(adc_bits-1)-1, sample_count 0 where the value is
-interpolated or extrapolated; and ``sign_trim`` (chip_seed, adc, trim_code, trim_lsb).
+interpolated or extrapolated; and ``sign_trim`` (chip_seed, adc, trim_code, trim_lsb,
+bias_dac_gain), one row per ADC.
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ import pandas as pd
 
 from cimflow.cim.chip import PLANE_SIGNIFICANCE, WEIGHT_BITS, ChipInstance
 from cimflow.cim.config import MacroConfig
-from cimflow.cim.conversion import conversion_setup
+from cimflow.cim.conversion import conversion_setup, dac_output_lsb
 from cimflow.cim.reference import adc_decisions
 
 CODE_COLUMNS = ("chip_seed", "adc", "code", "corrected_value", "sample_count")
-TRIM_COLUMNS = ("chip_seed", "adc", "trim_code", "trim_lsb")
+TRIM_COLUMNS = ("chip_seed", "adc", "trim_code", "trim_lsb", "bias_dac_gain")
 OVERDRIVE = 1.5
 """Sweep reaches 1.5x full scale: codes saturate even at 33% parasitic attenuation."""
 EDGE_FIT_CODES = 8
@@ -84,6 +88,14 @@ class CalibrationTables:
             raise ValueError(f"sign trim for chip {chip_seed} must have one row per adc 0..{config.adcs - 1}")
         return rows.sort_values("adc")["trim_lsb"].to_numpy(dtype=np.float64)
 
+    def bias_dac_gain(self, config: MacroConfig, chip_seed: int) -> np.ndarray:
+        """(adcs,) measured relative gain of each ADC's bias DAC."""
+        rows = self._rows(self.sign_trim, TRIM_COLUMNS, chip_seed)
+        gain = rows.sort_values("adc")["bias_dac_gain"].to_numpy(dtype=np.float64)
+        if len(gain) != config.adcs or not np.all(np.isfinite(gain)) or np.any(gain <= 0):
+            raise ValueError(f"bias-DAC gains for chip {chip_seed} must be {config.adcs} positive numbers")
+        return gain
+
     @staticmethod
     def _rows(frame: pd.DataFrame, columns: tuple[str, ...], chip_seed: int) -> pd.DataFrame:
         missing = [c for c in columns if c not in frame.columns]
@@ -102,12 +114,13 @@ def calibrate(
     if samples_per_code < 1 or trim_repeats < 1:
         raise ValueError("samples_per_code and trim_repeats must be >= 1")
     chip = ChipInstance(config, chip_seed)
-    trim_noise_seed, sweep_seed, sweep_noise_seed = (
-        int(s) for s in np.random.SeedSequence([chip_seed, 0xCA1B]).generate_state(3, np.uint32)
+    trim_noise_seed, sweep_seed, sweep_noise_seed, dac_noise_seed = (
+        int(s) for s in np.random.SeedSequence([chip_seed, 0xCA1B]).generate_state(4, np.uint32)
     )
     trim_code = _sign_trim_codes(chip, trim_repeats, trim_noise_seed)
     trim_lsb = trim_code * config.sign_trim_step_lsb
     table, counts = _correction_tables(chip, trim_lsb, samples_per_code, sweep_seed, sweep_noise_seed)
+    dac_gain = _bias_dac_gains(chip, trim_lsb, table.astype(np.float32), trim_repeats, dac_noise_seed)
     max_code = config.max_magnitude_code
     n_codes = 2 * max_code + 1
     codes = pd.DataFrame(
@@ -125,6 +138,7 @@ def calibrate(
             "adc": np.arange(config.adcs, dtype=np.int32),
             "trim_code": trim_code.astype(np.int32),
             "trim_lsb": trim_lsb,
+            "bias_dac_gain": dac_gain,
         }
     )
     return CalibrationTables(codes=codes, sign_trim=sign_trim)
@@ -148,6 +162,24 @@ def _sign_trim_codes(chip: ChipInstance, repeats: int, noise_seed: int) -> np.nd
     adcs = np.arange(cfg.adcs)
     closer_above = np.abs(p_positive[above, adcs] - 0.5) < np.abs(p_positive[last_positive, adcs] - 0.5)
     return candidates[np.where(closer_above, above, last_positive)]
+
+
+def _bias_dac_gains(
+    chip: ChipInstance, trim_lsb: np.ndarray, table: np.ndarray, repeats: int, noise_seed: int
+) -> np.ndarray:
+    """Per ADC, (mean corrected value at +c - at -c) / (2 c nominal steps), zero input."""
+    cfg = chip.config
+    code = max(1, cfg.bias_dac_max_code // 2)
+    zero_input = np.zeros((1, repeats, cfg.adcs), dtype=np.float32)
+    adcs = np.arange(cfg.adcs)
+    means = []
+    for sign in (1, -1):
+        bias = dac_output_lsb(chip, np.full(cfg.adcs, sign * code))
+        setup = conversion_setup(chip, cfg.adcs, 1.0, noise_seed, None, trim_lsb, bias)
+        positive, magnitude = adc_decisions(zero_input, setup)
+        signed = np.where(positive, magnitude, -magnitude)[0]
+        means.append(table[adcs, signed + cfg.max_magnitude_code].mean(axis=0))
+    return (means[0] - means[1]) / (2 * code * cfg.bias_dac_step_lsb)
 
 
 def _sweep_vectors(

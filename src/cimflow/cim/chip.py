@@ -8,7 +8,7 @@ Where the errors live, and why here:
   capacitors, so a layer column m mapped to ADC ``m % adcs`` and row r of its segment
   sees ``cap_error[m % adcs, r, :]``. Weight-side mismatch folds into effective weights,
   so the analog sum stays one float32 GEMM.
-* Offset, gain, INL and the sign-decision offset are per ADC.
+* Offset, gain, INL, the sign-decision offset and the bias-DAC gain are per ADC.
 
 Each effect has its own child seed, so adding an effect never changes the others' draws.
 """
@@ -41,7 +41,7 @@ class ChipInstance:
             raise ValueError(f"chip seed must be >= 0; got {seed}")
         self.config = config
         self.seed = seed
-        caps, offset, gain, inl, sign = np.random.SeedSequence(seed).spawn(5)
+        caps, offset, gain, inl, sign, bias_dac = np.random.SeedSequence(seed).spawn(6)
         a, rows = config.adcs, config.rows
         self.cap_error = _read_only(
             np.random.default_rng(caps).standard_normal((a, rows, WEIGHT_BITS))
@@ -59,16 +59,19 @@ class ChipInstance:
         self.sign_offset_lsb = _read_only(
             np.random.default_rng(sign).standard_normal(a) * config.sign_offset_lsb_sigma
         )
+        self.bias_dac_gain_error = _read_only(
+            np.random.default_rng(bias_dac).standard_normal(a) * config.bias_dac_gain_sigma
+        )
 
-    def effective_weights(self, w_codes: np.ndarray) -> np.ndarray:
+    def effective_weights(self, w_codes: np.ndarray, physical_row: np.ndarray) -> np.ndarray:
         """Weights as the charge network weighs them: (K, M) float32, exact when mismatch is 0.
 
-        Row k sits on physical row ``k % rows`` of its segment; column m on ADC ``m % adcs``.
+        Row k sits on ``physical_row[k]`` of its column; column m on ADC ``m % adcs``.
         """
         k, m = w_codes.shape
         bits = (w_codes.view(np.uint8)[:, :, None] >> np.arange(WEIGHT_BITS, dtype=np.uint8)) & 1
         adc = np.arange(m) % self.config.adcs
-        row = np.arange(k) % self.config.rows
+        row = physical_row
         errors = self.cap_error[adc[None, :], row[:, None]]  # (K, M, bits)
         planes = PLANE_SIGNIFICANCE * (1.0 + errors)
         return np.einsum("kmb,kmb->km", bits, planes).astype(np.float32)

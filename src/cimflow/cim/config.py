@@ -12,7 +12,7 @@ or relative (fractions); energies are in joules per event.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -65,6 +65,20 @@ class MacroConfig(BaseModel):
     sign_trim_bits: Annotated[int, Field(ge=1, le=8)]
     """Resolution of the signed sign-comparator trim DAC."""
 
+    # Bias DAC at the comparator and SAR reference (per ADC).
+    bias_dac_bits: Annotated[int, Field(ge=2, le=16)]
+    """Resolution of the signed per-column bias DAC (two's-complement codes)."""
+    bias_dac_range: Annotated[float, Field(gt=0.0)]
+    """Largest bias the DAC adds, as a multiple of the conversion's full scale."""
+    bias_dac_gain_sigma: NonNegative
+    """Sigma of each ADC's relative bias-DAC gain error; calibration measures it."""
+
+    # Analog accumulation on a hold capacitor (segments of a long reduction).
+    hold_charge_loss: Annotated[float, Field(ge=0.0, lt=1.0)]
+    """Fraction of the held charge lost at each further hold step."""
+    hold_noise_lsb_rms: NonNegative
+    """kT/C noise added by each hold step, in LSB rms."""
+
     # Energy per event (J).
     energy_active_bit_product_j: PositiveEnergy
     """Array: charge switched per bit-product whose input bit and weight bit are both 1."""
@@ -78,6 +92,10 @@ class MacroConfig(BaseModel):
     """Control, sign logic, output register, correction lookup and clock per conversion."""
     energy_accumulate_j: PositiveEnergy
     """Digital addition of one segment's partial sum when K > rows is split."""
+    energy_hold_step_j: PositiveEnergy
+    """Analog accumulation: moving one segment's charge onto the hold capacitor."""
+    energy_bias_dac_j: PositiveEnergy
+    """Bias DAC: setting the reference offset of one conversion."""
 
     @field_validator("charge_sharing_nonlinearity")
     @classmethod
@@ -88,6 +106,15 @@ class MacroConfig(BaseModel):
                 f"must be below full scale, 2**(adc_bits-1) = {2 ** (bits - 1)} LSB; got {value}"
             )
         return value
+
+    @property
+    def bias_dac_max_code(self) -> int:
+        return 2 ** (self.bias_dac_bits - 1) - 1
+
+    @property
+    def bias_dac_step_lsb(self) -> float:
+        """One bias-DAC code in ADC LSB (independent of the layer's full scale)."""
+        return self.bias_dac_range * self.magnitude_levels / self.bias_dac_max_code
 
     @property
     def magnitude_levels(self) -> int:
@@ -107,6 +134,21 @@ class MacroConfig(BaseModel):
             return cls.model_validate(dict(raw))
         except ValidationError as exc:
             raise MacroConfigError(_format_errors(prefix, exc)) from None
+
+
+class MappingPolicy(BaseModel):
+    """How a layer is placed on the macro: choices of the mapping, not of the silicon."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    bias: Literal["reference", "rows", "digital"]
+    """Where a fused layer's bias goes: the bias DAC, spare rows of the sum, or (unfused) digital."""
+    accumulation: Literal["digital", "analog"]
+    """Long reductions: convert each segment and add digitally, or hold and convert once."""
+    segmenting: Literal["balanced", "greedy"]
+    """Cut K into equal segments, or into ``rows``-row slices plus a tail."""
+    full_scale: Literal["per_layer", "per_segment"]
+    """One ADC range per layer, or one per segment (digital accumulation)."""
 
 
 def _allowed(field: str) -> str:

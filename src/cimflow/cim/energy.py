@@ -1,8 +1,9 @@
 """Energy and throughput from counted events; the reference workload that pins the defaults.
 
 Energy per conversion cycle = array (data-dependent switched capacitance) + input
-drivers + ADC (sign decision always, magnitude bits only for a full conversion) +
-digital (per conversion, plus one addition per partial sum when K > rows is split).
+drivers + ADC (sign decision always, magnitude bits only for a full conversion, the bias
+DAC where it is set, each hold step of an analog accumulation) + digital (per
+conversion, plus one addition per partial sum when K > rows is split digitally).
 Every term is an event count times a constant of :class:`MacroConfig`, so layers add up
 by summing their counters (:func:`merge_counters`).
 
@@ -35,6 +36,10 @@ class Activity:
     """Input bits at 1 driven onto rows, once per cycle."""
     accumulations: int
     """Partial sums added digitally (one per conversion of a split layer)."""
+    hold_steps: int
+    """Segment charges moved onto the hold capacitor (analog accumulation)."""
+    bias_conversions: int
+    """Conversions with the bias DAC set."""
 
 
 def energy_components(activity: Activity, config: MacroConfig) -> dict[str, float]:
@@ -44,6 +49,8 @@ def energy_components(activity: Activity, config: MacroConfig) -> dict[str, floa
     adc = (
         conversions * config.energy_sign_decision_j
         + activity.conversions_full * (config.adc_bits - 1) * config.energy_magnitude_bit_j
+        + activity.bias_conversions * config.energy_bias_dac_j
+        + activity.hold_steps * config.energy_hold_step_j
     )
     digital = (
         conversions * config.energy_digital_per_conversion_j
@@ -113,5 +120,7 @@ def reference_workload(
         active_bit_products=int(x_ones @ w_ones),
         active_input_bits=int(x_ones.sum()) * weight_vectors,
         accumulations=0,
+        hold_steps=0,
+        bias_conversions=0,
     )
     return performance(counters(activity, config), config)

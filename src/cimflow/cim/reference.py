@@ -20,10 +20,11 @@ def input_ones(x_codes: np.ndarray) -> np.ndarray:
 
 
 def adc_input_lsb(analog: np.ndarray, setup: ConversionSetup) -> np.ndarray:
-    """Noise-free ADC input in LSB for (..., M) analog sums: attenuation, compression, gain, offset."""
-    u = analog * setup.pre_scale
+    """Noise-free ADC input in LSB for (S, B, M) analog sums: attenuation, compression, gain,
+    offset, bias DAC."""
+    u = analog * setup.pre_scale[:, None, None]
     u = u / (np.float32(1) + setup.compression * np.abs(u))
-    return u * setup.post_gain + setup.offset
+    return (u * setup.post_gain + setup.offset) + setup.bias
 
 
 def quantize_magnitude(magnitude: np.ndarray, setup: ConversionSetup) -> np.ndarray:
@@ -53,6 +54,14 @@ def adc_decisions(
     return positive, quantize_magnitude(np.where(positive, x, -x), setup)
 
 
+def hold(analog: np.ndarray, keep: np.float32) -> np.ndarray:
+    """Analog accumulation of (S, B, M) partial sums: (1, B, M), segment s held S-1-s steps."""
+    held = analog[0]
+    for s in range(1, analog.shape[0]):
+        held = held * keep + analog[s]
+    return held[None]
+
+
 def convert(
     analog: np.ndarray,
     active: np.ndarray,
@@ -60,10 +69,10 @@ def convert(
     fused: bool,
     digital_relu: bool,
 ) -> tuple[np.ndarray, int]:
-    """Convert (S, B, M) partial sums and accumulate segments.
+    """Convert (steps, B, M) values (partial sums, or held sums) and accumulate the steps.
 
-    Returns the (B, M) float64 output in integer-product units and the number of
-    sign-only (ReLU early-stop) conversions.
+    ``active`` is (steps, M). Returns the (B, M) float64 output in integer-product units
+    and the number of sign-only (ReLU early-stop) conversions.
     """
     segments, batch, columns = analog.shape
     positive, code = adc_decisions(analog, setup)
@@ -76,10 +85,9 @@ def convert(
         values = _corrected(np.where(positive, code, -code), setup).astype(np.float32)
         sign_only = 0
     values = np.where(live, values, np.float32(0))
-    accumulated = np.zeros((batch, columns), dtype=np.float64)
+    out = np.zeros((batch, columns), dtype=np.float64)
     for s in range(segments):
-        accumulated += values[s]
-    out = accumulated * setup.lsb
+        out += values[s].astype(np.float64) * setup.lsb[s]
     if digital_relu:
         out = np.maximum(out, 0.0)
     return out, sign_only

@@ -4,9 +4,11 @@ One call simulates one mapped layer: int8 codes in, the chip's outputs in intege
 units out (what ``x @ w`` would be on an ideal chip), plus event counters and energy.
 
 Dataflow: weights -> effective weights (chip mismatch, once per layer) -> per-segment
-float32 sgemm -> conversion -> segment sum -> ReLU. A layer with K <= rows and ``relu``
-runs the fused sign-first ReLU when the macro has it; a longer layer converts each
-segment signed, adds them digitally and applies ReLU digitally.
+float32 sgemm -> [hold-capacitor sum] -> conversion (+ bias DAC) -> digital sum of the
+conversion steps -> ReLU. A call with ``relu`` runs the fused sign-first ReLU when the
+macro has it and each output is one conversion (one segment, or analog accumulation);
+otherwise every segment is converted signed, the partial sums are added digitally and
+ReLU is applied digitally.
 
 The compiled backend does it all in one parallel region: each thread takes blocks of
 input vectors (~256 KiB of float32 inputs, cache-resident) through packing, sgemm and
@@ -24,10 +26,10 @@ from cimflow.cim import reference
 from cimflow.cim.calibration import CalibrationTables
 from cimflow.cim.chip import ChipInstance
 from cimflow.cim.config import MacroConfig
-from cimflow.cim.conversion import ConversionSetup, conversion_setup
+from cimflow.cim.conversion import ConversionSetup, bias_injection, conversion_setup
 from cimflow.cim.energy import Activity, counters
 from cimflow.cim.kernels import SGEMM, compiled
-from cimflow.cim.mapping import MappedWeights, map_weights, segment_bounds
+from cimflow.cim.mapping import Accumulation, MappedWeights, Segmenting, map_weights
 from cimflow.cim.noise import normal_table
 
 Backend = Literal["cython", "numpy"]
@@ -53,41 +55,62 @@ class CimMacro:
         self.backend = backend
         self._correction = None if calibration is None else calibration.correction_array(config, chip_seed)
         self._trim_lsb = None if calibration is None else calibration.trim_lsb(config, chip_seed)
+        self._dac_gain = None if calibration is None else calibration.bias_dac_gain(config, chip_seed)
 
-    def map_weights(self, w_codes: np.ndarray) -> MappedWeights:
+    def map_weights(
+        self, w_codes: np.ndarray, segmenting: Segmenting = "greedy", accumulation: Accumulation = "digital"
+    ) -> MappedWeights:
         """Place a layer's int8 weights (K, M) once, to reuse over many ``matmul`` calls."""
-        return map_weights(self.chip, w_codes)
+        return map_weights(self.chip, w_codes, segmenting, accumulation)
 
     def matmul(
         self,
         x_codes: np.ndarray,
         w_codes: np.ndarray | MappedWeights,
-        full_scale: float,
+        full_scale: float | np.ndarray,
         relu: bool,
         noise: bool,
         rng_seed: int,
+        bias: np.ndarray | None = None,
     ) -> tuple[np.ndarray, dict[str, float]]:
-        """Simulate ``x_codes @ w_codes`` (then ReLU if ``relu``) on this chip.
+        """Simulate ``x_codes @ w_codes`` (+ ``bias``, then ReLU if ``relu``) on this chip.
 
         ``x_codes``: int8 (B, K). ``w_codes``: int8 (K, M) or its :meth:`map_weights`.
-        ``full_scale``: ADC range per conversion, +-full_scale in integer-product units
-        (one LSB = full_scale / 2**(adc_bits-1)). ``noise``: draw per-conversion noise
-        from stream ``rng_seed``. Returns float64 (B, M) in integer-product units and the
-        counters of :func:`cimflow.cim.energy.counters`.
+        ``full_scale``: ADC range, +-full_scale in integer-product units (one LSB =
+        full_scale / 2**(adc_bits-1)): one value, or one per conversion step (segment;
+        one with analog accumulation). ``bias``: (M,) integer-product units added by the
+        bias DAC at the ADC reference; only where each output is one conversion.
+        ``noise``: draw per-conversion noise from stream ``rng_seed``. Returns float64
+        (B, M) in integer-product units and the counters of
+        :func:`cimflow.cim.energy.counters`.
         """
         mapped = w_codes if isinstance(w_codes, MappedWeights) else self.map_weights(w_codes)
         x_codes = np.ascontiguousarray(x_codes)
         self._check(x_codes, mapped)
         batch = x_codes.shape[0]
         k, m = mapped.shape
-        fused = relu and self.config.fused_relu and mapped.segments == 1
-        setup = conversion_setup(
-            self.chip, m, full_scale, rng_seed if noise else None, self._correction, self._trim_lsb
-        )
+        steps = mapped.conversion_steps
+        scales = np.broadcast_to(np.asarray(full_scale, dtype=np.float64), (steps,)) if np.ndim(full_scale) == 0 \
+            else np.asarray(full_scale, dtype=np.float64)
+        if scales.shape != (steps,):
+            raise ValueError(f"full_scale needs one value per conversion step ({steps}); got {len(scales)}")
+        bias_lsb = None
+        if bias is not None:
+            if steps != 1:
+                raise ValueError("a bias at the reference needs one conversion per output (one segment or analog "
+                                 "accumulation); add it digitally")
+            if np.shape(bias) != (m,):
+                raise ValueError(f"bias must hold one value per column ({m}); got shape {np.shape(bias)}")
+            bias_lsb, _ = bias_injection(self.chip, np.asarray(bias, np.float64), float(scales[0]), self._dac_gain)
+        fused = relu and self.config.fused_relu and steps == 1
+        hold_steps = mapped.segments - 1 if mapped.accumulation == "analog" else 0
+        setup = conversion_setup(self.chip, m, scales, rng_seed if noise else None, self._correction,
+                                 self._trim_lsb, bias_lsb, hold_steps)
         block_rows = max(1, min(batch, BLOCK_INPUT_VALUES // k))
         run = self._simulate if self.backend == "cython" else self._reference
         out, ones_per_row, sign_only = run(x_codes, mapped, setup, fused, relu and not fused, block_rows)
-        conversions = batch * int(mapped.active.sum())
+        conversions = batch * int(mapped.converted_columns.sum())
+        bounds = mapped.bounds.tolist()
         activity = Activity(
             macs=batch * k * m,
             cycles=batch * int(mapped.active_groups.sum()),
@@ -95,12 +118,17 @@ class CimMacro:
             conversions_sign_only=sign_only,
             active_bit_products=int(ones_per_row @ mapped.weight_bits_per_row),
             active_input_bits=sum(
-                int(groups) * int(ones_per_row[lo:hi].sum())
-                for groups, (lo, hi) in zip(mapped.active_groups, segment_bounds(k, self.config.rows))
+                int(groups) * int(ones_per_row[lo:hi].sum()) for groups, (lo, hi) in zip(mapped.active_groups, bounds)
             ),
-            accumulations=conversions if mapped.segments > 1 else 0,
+            accumulations=conversions if steps > 1 else 0,
+            hold_steps=conversions * hold_steps,
+            bias_conversions=conversions if bias is not None else 0,
         )
         return out, counters(activity, self.config)
+
+    def bias_saturation(self, bias: np.ndarray, full_scale: float) -> int:
+        """Columns whose ``bias`` (integer-product units) exceeds the bias DAC's range at ``full_scale``."""
+        return bias_injection(self.chip, np.asarray(bias, np.float64), full_scale, self._dac_gain)[1]
 
     def _simulate(
         self,
@@ -119,21 +147,25 @@ class CimMacro:
             mapped.effective,
             mapped.bounds,
             mapped.active,
+            mapped.converted_columns,
+            setup.pre_scale,
+            setup.lsb,
             setup.post_gain,
             setup.offset,
             setup.sign_threshold,
+            setup.bias,
             setup.inl_c0,
             setup.inl_c1,
             setup.adc_of_column,
             _NO_CORRECTION if setup.correction is None else setup.correction,
             normal_table(),
-            setup.pre_scale,
             setup.compression,
             setup.inv_levels,
             setup.max_code,
-            setup.lsb,
             setup.noise_sigma,
             setup.noise_key,
+            mapped.accumulation == "analog",
+            setup.hold_keep,
             fused,
             digital_relu,
             block_rows,
@@ -154,7 +186,9 @@ class CimMacro:
         k, m = mapped.shape
         analog = np.empty((mapped.segments, x_codes.shape[0], m), dtype=np.float32)
         compiled.partial_sums(SGEMM, x_codes, mapped.effective, mapped.bounds, mapped.active, block_rows, analog)
-        out, sign_only = reference.convert(analog, mapped.active, setup, fused, digital_relu)
+        if mapped.accumulation == "analog":
+            analog = reference.hold(analog, setup.hold_keep)
+        out, sign_only = reference.convert(analog, mapped.converted_columns, setup, fused, digital_relu)
         return out, reference.input_ones(x_codes), sign_only
 
     def _check(self, x_codes: np.ndarray, mapped: MappedWeights) -> None:

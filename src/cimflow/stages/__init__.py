@@ -40,12 +40,13 @@ STAGES = {
         Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
         Stage("calibrate", ("cim.macro", "cim.chip_seed", "cim.calibration"), runs_model=False),
-        Stage("map", ("threads", "cim.macro", "cim.chip_seed", "cim.full_scale_percentile",
+        Stage("map", ("threads", "cim.macro", "cim.mapping", "cim.system", "cim.chip_seed", "cim.full_scale_percentile",
                       "cim.calibration_images", "cim.noise", "cim.noise_seed", "cim.batch_size")),
-        Stage("evaluate_cim", ("threads", "cim.macro", "cim.chip_seed", "cim.noise", "cim.noise_seed",
+        Stage("evaluate_cim", ("threads", "cim.macro", "cim.mapping", "cim.chip_seed", "cim.noise", "cim.noise_seed",
                                "cim.batch_size", "evaluate.confidence_level")),
-        Stage("cim_sweep", ("threads", "cim.macro", "cim.chip_seed", "cim.calibration", "cim.noise",
-                            "cim.noise_seed", "cim.batch_size", "cim.sweep")),
+        Stage("cim_sweep", ("threads", "cim.macro", "cim.mapping", "cim.chip_seed", "cim.calibration",
+                            "cim.full_scale_percentile", "cim.calibration_images", "cim.noise", "cim.noise_seed",
+                            "cim.batch_size", "cim.sweep")),
         Stage("report", ("report", "evaluate.confidence_level"), runs_model=False),
     )
 }

@@ -31,15 +31,23 @@ def cim_model(
     int8_path: Path,
     macro: MacroConfig,
     cim: CimParams,
-    scales: dict[str, float],
+    scales: dict[str, list[float]],
     calibration: CalibrationTables | None,
 ) -> tuple[torch.nn.Module, ModelSpec, dict[str, LayerPlan]]:
     """A fresh copy of the int8 model routed through one simulated chip."""
     qmodel, spec = load_int8(int8_path)
     chip = CimMacro(macro, cim.chip_seed, calibration)
-    fused = relu_follows(fold_batchnorm(spec.build().eval()))  # from the graph, as the folded model runs
-    plans = attach_cim(qmodel, chip, scales, fused, cim.noise, cim.noise_seed)
+    plans = attach_cim(qmodel, chip, scales, relu_layers(spec), cim.mapping, cim.noise, cim.noise_seed)
     return qmodel, spec, plans
+
+
+def relu_layers(spec: ModelSpec) -> set[str]:
+    """Layers a ReLU directly follows, from the graph as the folded model runs."""
+    return relu_follows(fold_batchnorm(spec.build().eval()))
+
+
+def without_fused_relu(macro: MacroConfig) -> MacroConfig:
+    return MacroConfig.from_mapping(macro.model_dump() | {"fused_relu": False})
 
 
 def accuracy_and_counters(
@@ -49,6 +57,7 @@ def accuracy_and_counters(
     return acc, pred, total_counters(plans) if plans else {}
 
 
-def scales_from_mapping(mapping_path: Path) -> dict[str, float]:
+def scales_from_mapping(mapping_path: Path, column: str = "full_scales") -> dict[str, list[float]]:
+    """Per-layer ADC ranges stored by stage ``map`` (``full_scales_unfused``: for the macro without fused ReLU)."""
     table = load_table(mapping_path)
-    return dict(zip(table["layer"], table["full_scale"].astype(float), strict=True))
+    return {layer: [float(v) for v in values] for layer, values in zip(table["layer"], table[column], strict=True)}

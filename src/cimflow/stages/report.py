@@ -25,6 +25,7 @@ def run(metrics_files: list[Path], params_file: Path) -> None:
     history_files, step_files = files(layout.HISTORY), files(layout.STEPS)
     dynasty_files, bitmap_files = files(layout.DYNASTY_SUMMARY), files(layout.BITMAPS)
     cim_files = files(layout.CIM_METRICS, only=False)
+    mapping_files, system_files = files(layout.CIM_MAPPING, only=False), files(layout.CIM_SYSTEM, only=False)
     sweep_files = {k: p for k, p in files(layout.CIM_SWEEP, only=False).items() if p.is_file()}  # cim.sweep.methods
     per_seed = report.results_table(metrics)
     summary = report.summary_table(per_seed)
@@ -37,11 +38,14 @@ def run(metrics_files: list[Path], params_file: Path) -> None:
     histories = {k: load_table(p) for k, p in history_files.items()}
     steps = {k: load_table(p) for k, p in step_files.items()}
     sweeps = {k: load_table(p) for k, p in sweep_files.items()}
+    mappings = {k: load_table(p) for k, p in mapping_files.items()}
+    systems = {k: load_table(p) for k, p in system_files.items()}
     bitmaps = {k: load_table(p) for k, p in bitmap_files.items() if k.split("/")[1] == "dynasty"}
     plots = [Path(p) for p in (layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP,
-                               layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS)]
+                               layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS)]
     inputs = [*metrics_files, *history_files.values(), *step_files.values(), *cim_files.values(),
-              *sweep_files.values(), *dynasty_files.values(), *bitmap_files.values()]
+              *sweep_files.values(), *mapping_files.values(), *system_files.values(), *dynasty_files.values(),
+              *bitmap_files.values()]
     sections = report.sections(summary, paired, per_seed, cim, dynasty, confidence)
     dpi = params.report.plot_dpi
     with tracking.stage_run("report", values, inputs) as run_:
@@ -49,6 +53,7 @@ def run(metrics_files: list[Path], params_file: Path) -> None:
             lambda out: report.plot_accuracy_vs_size(summary, out, dpi),
             lambda out: report.plot_training(histories, out, dpi),
             lambda out: report.plot_cim_sweep(sweeps, out, dpi),
+            lambda out: report.plot_cim_layers(mappings, systems, out, dpi),
             lambda out: report.plot_compression(summary, cim, steps, out, dpi),
             lambda out: report.plot_bitwidths(bitmaps, out, dpi),
         )
