@@ -282,3 +282,78 @@ def test_compiled_kernel_matches_numpy_reference_in_every_mode(
         results.append(macro.matmul(x, mapped, scales, relu=True, noise=True, rng_seed=5, bias=bias))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     assert results[0][1] == results[1][1]
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "dilation"),
+                         [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 3), (2, 2), (1, 1), (1, 1)),
+                          ((1, 1), (2, 2), (0, 0), (1, 1)), ((3, 2), (1, 2), (2, 0), (2, 1))])
+def test_conv_input_vectors_match_torch_unfold(kernel, stride, padding, dilation) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from cimflow.cim.kernels import conv_input_vectors
+
+    images = np.random.default_rng(25).integers(-128, 128, (3, 5, 9, 8)).astype(np.int8)
+    expected = F.unfold(torch.from_numpy(images).float(), kernel, dilation=dilation, padding=padding, stride=stride)
+    expected = expected.transpose(1, 2).reshape(-1, expected.shape[1]).to(torch.int8).numpy()
+    np.testing.assert_array_equal(conv_input_vectors(images, kernel, stride, padding, dilation), expected)
+
+
+def test_a_measured_inl_of_zeros_is_the_ideal_adc() -> None:
+    """The table path and the modeled path agree bit for bit where both say 'no INL'."""
+    from cimflow.cim import MeasuredInl
+
+    rng = np.random.default_rng(26)
+    x, w = _codes(rng, (400, 128)), _codes(rng, (128, 6))
+    config = default_config(adcs=2, adc_inl_lsb=0.0)
+    flat = MeasuredInl(np.zeros((2, 129)))
+    for backend in ("cython", "numpy"):
+        modeled = CimMacro(config, 4, backend=backend).matmul(x, w, 3e5, relu=True, noise=True, rng_seed=1)
+        measured = CimMacro(config, 4, backend=backend, measured_inl=flat).matmul(x, w, 3e5, relu=True, noise=True,
+                                                                                 rng_seed=1)
+        np.testing.assert_array_equal(modeled[0], measured[0])
+
+
+def test_a_measured_inl_bends_the_codes_it_names() -> None:
+    """+2.6 LSB of INL from code 40 up (linear in between): ideal sums there read 3 codes high."""
+    from cimflow.cim import MeasuredInl
+
+    table = np.zeros((1, 129))
+    table[0, 40:] = 2.6
+    macro = _ideal_macro(adc_bits=8)
+    bent = CimMacro(macro.config, 0, measured_inl=MeasuredInl(table))
+    x = np.array([[1], [10], [60], [100]], dtype=np.int8)
+    w = np.array([[1]], dtype=np.int8)
+    out, _ = bent.matmul(x, w, 128.0, relu=False, noise=False, rng_seed=0)  # LSB = 1 unit
+    np.testing.assert_array_equal(out[:, 0], [1, 10, 63, 103])
+    with pytest.raises(ValueError, match="ADC"):
+        CimMacro(default_config(adcs=3), 0, measured_inl=MeasuredInl(table))
+
+
+def test_measured_inl_resamples_to_another_resolution() -> None:
+    from cimflow.cim import MeasuredInl
+
+    table = MeasuredInl(np.linspace(0.0, 4.0, 129)[None, :])  # 0 .. 4 LSB at 8 bits
+    coarse = table.resampled(16)  # 5 bits: 0 .. 0.5 LSB of the coarser ADC
+    np.testing.assert_allclose(coarse[0, [0, 8, 16]], [0.0, 0.25, 0.5], atol=1e-6)
+
+
+@pytest.mark.parametrize("build", _kernel_builds())
+def test_compiled_kernel_matches_numpy_reference_with_a_measured_inl(
+    monkeypatch: pytest.MonkeyPatch, build: str
+) -> None:
+    from cimflow.cim import MeasuredInl
+
+    monkeypatch.setattr(simulator, "compiled", importlib.import_module(build))
+    config = default_config(adcs=3)
+    inl = MeasuredInl(np.random.default_rng(27).normal(0.0, 1.5, (3, 129)))
+    tables = calibrate(config, 13, measured_inl=inl)
+    rng = np.random.default_rng(28)
+    x, w = _codes(rng, (600, 200)), _codes(rng, (200, 7))
+    results = [
+        CimMacro(config, 13, tables, backend, measured_inl=inl).matmul(x, w, np.array([3e5, 2e5]), relu=True,
+                                                                       noise=True, rng_seed=6)
+        for backend in ("cython", "numpy")
+    ]
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    assert results[0][1] == results[1][1]

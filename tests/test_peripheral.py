@@ -5,7 +5,8 @@ from __future__ import annotations
 import yaml
 
 from cimflow.models import build_model
-from cimflow.peripheral import SystemParams, component_totals, graph_work, system_energy
+from cimflow.params.cim import SystemParams
+from cimflow.peripheral import component_totals, graph_work, system_energy
 from cimflow.quantize import fold_batchnorm
 from conftest import ROOT
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -49,6 +50,24 @@ def test_exact_engine_matches_integer_arithmetic():
     x_codes = torch.randint(-127, 128, (5, 300)).to(torch.float64)
     expected = x_codes.long() @ q.weight_q.long().T
     assert torch.equal(exact_engine(q, x_codes), expected.to(torch.float64))
+
+
+@pytest.mark.parametrize("kind", ["conv", "linear"])
+def test_exact_engine_stays_exact_past_float32s_integer_range(kind):
+    """Sums near 127 * 127 * K > 2**24: the float32 chunks keep every partial sum exact."""
+    torch.manual_seed(0)
+    layer = nn.Conv2d(128, 4, 3, padding=1) if kind == "conv" else nn.Linear(2000, 4)
+    shape = (2, 128, 5, 5) if kind == "conv" else (3, 2000)
+    q = quantize_model(nn.Sequential(layer), [torch.randn(shape)], 8, 8, 100.0)[0]
+    with torch.no_grad():
+        q.weight_q.copy_(torch.randint(126, 128, q.weight_q.shape, dtype=torch.int8))
+    x_codes = torch.randint(126, 128, shape).to(torch.float64)
+    if kind == "conv":
+        expected = torch.nn.functional.conv2d(x_codes, q.weight_q.double(), None, 1, 1)  # float64: exact here
+    else:
+        expected = (x_codes.long() @ q.weight_q.long().T).double()
+    assert float(expected.abs().max()) > 2**24
+    assert torch.equal(exact_engine(q, x_codes), expected)
 
 
 def test_int8_model_tracks_float_and_round_trips(tmp_path):

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cimflow.cim.config import MacroConfig, MappingPolicy
 from cimflow.cim.energy import merge_counters
+from cimflow.cim.kernels import conv_input_vectors
 from cimflow.cim.mapping import MappedWeights, segment_bounds
 from cimflow.cim.simulator import CimMacro
 from cimflow.quantize import QuantizedLayer, quantized_layers
@@ -41,40 +41,28 @@ from cimflow.quantize import QuantizedLayer, quantized_layers
 ACT_CODE_MAX = 127
 
 
-IM2COL_CHUNK_BYTES = 32 * 2**20
-"""float32 unfold buffer per chunk of images: bounds the simulator's peak memory."""
-
-
 def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def im2col(layer: QuantizedLayer, x_codes: torch.Tensor) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Input vectors (B*L, K) as int8 plus the output shape to fold results back into.
-
-    Unfolds a few images at a time so the float buffer stays small; codes are exact in
-    float32, and the result is stored as int8 (what the macro's input drivers take)."""
+    """Input vectors (B*L, K) as int8 (what the macro's input drivers take) plus the output
+    shape to fold results back into."""
     if layer.kind == "linear":
         return x_codes.to(torch.int8).numpy(), (x_codes.shape[0], layer.weight_q.shape[0])
     if layer.groups != 1:
         raise ValueError("grouped convolutions are not mapped onto the macro")
-    m, c, kh, kw = layer.weight_q.shape
-    n, k = x_codes.shape[0], c * kh * kw
+    m, _, kh, kw = layer.weight_q.shape
+    vectors = conv_input_vectors(x_codes.to(torch.int8).numpy(), (kh, kw), layer.stride, layer.padding,
+                                 layer.dilation)
     h_out, w_out = (_out_size(x_codes.shape[2 + i], (kh, kw)[i], layer.stride[i], layer.padding[i], layer.dilation[i])
                     for i in range(2))
-    positions = h_out * w_out
-    vectors = np.empty((n * positions, k), dtype=np.int8)
-    chunk = max(1, IM2COL_CHUNK_BYTES // (4 * k * positions))
-    for start in range(0, n, chunk):
-        cols = F.unfold(x_codes[start : start + chunk].to(torch.float32), (kh, kw), dilation=layer.dilation,
-                        padding=layer.padding, stride=layer.stride)
-        stop = min(start + chunk, n)
-        vectors[start * positions : stop * positions] = cols.transpose(1, 2).reshape(-1, k).to(torch.int8).numpy()
-    return vectors, (n, h_out, w_out, m)
+    return vectors, (x_codes.shape[0], h_out, w_out, m)
 
 
-def fold_output(out: np.ndarray, shape: tuple[int, ...]) -> torch.Tensor:
-    result = torch.from_numpy(out).reshape(shape)
+def fold_output(values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """(B*L, M) rows back into the layer's output layout (B, M, H, W) or (B, M)."""
+    result = values.reshape(shape)
     return result.permute(0, 3, 1, 2).contiguous() if len(shape) == 4 else result
 
 
@@ -206,8 +194,12 @@ class CimEngine:
         out, counts = self.macro.matmul(vectors, plan.mapped, np.asarray(plan.full_scales), relu=layout.fused,
                                         noise=self.noise, rng_seed=seed, bias=layout.reference_bias)
         plan.counters = merge_counters(plan.counters, counts)
-        acc = fold_output(out, shape)
-        return acc * layer.output_scale() if layout.fused else layer.dequantize(acc)
+        # Dequantize on the (B*L, M) rows in float64 (the same arithmetic as QuantizedLayer.dequantize),
+        # then move float32, half the bytes, into the NCHW layout.
+        acc = torch.from_numpy(out) * layer.output_scale().reshape(-1)
+        if not layout.fused:
+            acc = acc + layer.bias.double()
+        return fold_output(acc.to(torch.float32), shape)
 
 
 @torch.no_grad()

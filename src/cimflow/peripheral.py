@@ -22,38 +22,20 @@ never folded into the macro's TOPS/W.
 from __future__ import annotations
 
 import operator
-from typing import Annotated
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from cimflow.graph import trace
-from cimflow.schema import PositiveInt, StrictModel
-
-PositiveEnergy = Annotated[float, Field(gt=0.0)]
+from cimflow.params.cim import SystemParams
 
 _POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _POOL_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
 _ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
 COMPONENTS = ("requantize", "pool", "residual_add", "buffer", "weight_reload")
-
-
-class SystemParams(StrictModel):
-    """Capacity and energy per event outside the macro (params.yaml ``cim.system``)."""
-
-    weight_capacity_bytes: PositiveInt
-    """Weight bytes the macro holds at once."""
-    weight_reuse_inferences: PositiveInt
-    """Inferences that share one weight load when the model does not fit."""
-    energy_weight_write_byte_j: PositiveEnergy
-    energy_buffer_byte_j: PositiveEnergy
-    energy_requantize_j: PositiveEnergy
-    energy_pool_element_j: PositiveEnergy
-    energy_residual_add_j: PositiveEnergy
 
 
 def _kind(model: nn.Module, node: fx.Node) -> str | None:

@@ -129,12 +129,35 @@ def _layer_codes(path: str | os.PathLike, name: str, tensors: Mapping[str, np.nd
         raise ArtifactError(f"{path}: layer {name}: {exc}") from exc
 
 
+FLOAT32_EXACT = 2**24
+"""float32 holds every integer below this exactly, so integer sums below it are exact."""
+
+
 def exact_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
-    """Integer accumulation, exact: float64 holds every int8 x int8 sum of these lengths."""
-    w = layer.weight_q.to(torch.float64)
+    """Integer accumulation, exact, as float64: float32 convolutions over input-channel
+    chunks short enough that no partial sum reaches 2**24 (K <= 1032 at 8 bits), summed in
+    float64. About twice as fast as float64 convolutions and bit-identical to them."""
+    if layer.kind == "conv" and layer.groups != 1:
+        return _integer_op(layer, x_codes.double(), layer.weight_q.double())
+    w = layer.weight_q.to(torch.float32)
+    x = x_codes.to(torch.float32)
+    per_term = layer.act_qmax * max(int(layer.weight_q.abs().max()), 1)
+    taps = w[0, 0].numel() if layer.kind == "conv" else 1
+    step = max(1, (FLOAT32_EXACT - 1) // (per_term * taps))
+    channels = w.shape[1]
+    if step >= channels:
+        return _integer_op(layer, x, w).double()
+    total = None
+    for start in range(0, channels, step):
+        part = _integer_op(layer, x[:, start : start + step], w[:, start : start + step]).double()
+        total = part if total is None else total + part
+    return total
+
+
+def _integer_op(layer: QuantizedLayer, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if layer.kind == "conv":
-        return F.conv2d(x_codes, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
-    return F.linear(x_codes, w)
+        return F.conv2d(x, w, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    return F.linear(x, w)
 
 
 def digital_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:

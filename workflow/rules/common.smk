@@ -55,6 +55,12 @@ def code(stage):
     return lambda wildcards: files + [fingerprint.model_path(wildcards.task)]
 
 
+def measured_inl():
+    """The measured INL table ``cim.measured_inl`` names: an input of every stage that builds the chip."""
+    path = config["cim"]["measured_inl"]
+    return [path] if path else []
+
+
 def exact_codes(wildcards):
     """The method's integer weight codes, for methods that write them (export keeps them exactly)."""
     return [str(layout.path(layout.QUANTIZED, **wildcards))] if layout.QUANTIZED in METHODS[wildcards.method].outputs else []

@@ -1,6 +1,7 @@
 rule calibrate:
     input:
         code=code("calibrate"),
+        inl=measured_inl(),
     output:
         codes=layout.CIM_CODES,
         trim=layout.CIM_TRIM,
@@ -21,6 +22,7 @@ rule calibrate:
 rule map:
     input:
         code=code("map"),
+        inl=measured_inl(),
         int8=layout.INT8_MODEL,
         train=layout.PREPARED_TRAIN,
         codes=layout.CIM_CODES,
@@ -45,6 +47,7 @@ rule map:
 rule evaluate_cim:
     input:
         code=code("evaluate_cim"),
+        inl=measured_inl(),
         int8=layout.INT8_MODEL,
         mapping=layout.CIM_MAPPING,
         system=layout.CIM_SYSTEM,
@@ -70,6 +73,7 @@ rule evaluate_cim:
 rule cim_sweep:
     input:
         code=code("cim_sweep"),
+        inl=measured_inl(),
         int8=layout.INT8_MODEL,
         mapping=layout.CIM_MAPPING,
         train=layout.PREPARED_TRAIN,

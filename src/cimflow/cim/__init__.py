@@ -15,6 +15,7 @@ _EXPORTS = {
     "CalibrationTables": "cimflow.cim.calibration",
     "calibrate": "cimflow.cim.calibration",
     "ChipInstance": "cimflow.cim.chip",
+    "MeasuredInl": "cimflow.cim.chip",
     "MacroConfig": "cimflow.cim.config",
     "MacroConfigError": "cimflow.cim.config",
     "merge_counters": "cimflow.cim.energy",

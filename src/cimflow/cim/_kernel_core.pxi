@@ -61,6 +61,7 @@ cdef struct Tiled:
     float* bias
     float* inl_c0
     float* inl_c1
+    int32_t* inl_row  # index of the column ADC's row in the flat measured INL table
     int32_t* code_zero  # index of the column ADC's code-0 entry in the flat correction table
 
 
@@ -99,9 +100,12 @@ cdef inline void _noise(
 cdef inline void _transfer(
     const float* analog, const float* noise, Py_ssize_t count, const Tiled* c,
     float pre_scale, float compression, float inv_levels, float max_code,
-    int32_t* signed_code, int32_t* positive,
+    int32_t* signed_code, int32_t* positive, const float* inl_table,
 ) noexcept nogil:
-    """ADC input, sign decision and INL-bent magnitude code (branch-free, vectorisable)."""
+    """ADC input, sign decision and INL-bent magnitude code (branch-free, vectorisable).
+
+    ``inl_table``: flat (adcs, levels + 1) measured INL, linear between codes; NULL for
+    the modeled curve."""
     cdef const float* post_gain = c.post_gain
     cdef const float* offset = c.offset
     cdef const float* sign_threshold = c.sign_threshold
@@ -112,6 +116,10 @@ cdef inline void _transfer(
     cdef float u, x, mag, y, r
     cdef int32_t code, pos
     cdef Py_ssize_t i
+    if inl_table != NULL:
+        _transfer_measured(analog, noise, count, c, pre_scale, compression, max_code, signed_code, positive,
+                           inl_table)
+        return
     for i in range(count):
         u = analog[i] * pre_scale
         u = u / (one + compression * fabsf(u))
@@ -124,6 +132,41 @@ cdef inline void _transfer(
         y = y if y > zero else zero
         y = y if y < one else one
         r = mag + y * (one - y) * (inl_c0[i] + inl_c1[i] * y) + half
+        r = r if r > zero else zero
+        r = r if r < max_code else max_code
+        code = <int32_t>r
+        signed_code[i] = code if pos else -code
+        positive[i] = pos
+
+
+cdef void _transfer_measured(
+    const float* analog, const float* noise, Py_ssize_t count, const Tiled* c,
+    float pre_scale, float compression, float max_code,
+    int32_t* signed_code, int32_t* positive, const float* inl_table,
+) noexcept nogil:
+    """:func:`_transfer` with a measured INL table (a gather per conversion, not vectorised)."""
+    cdef float zero = 0.0, one = 1.0, half = 0.5
+    cdef float u, x, mag, r, t, f, low, high
+    cdef int32_t code, pos, index
+    cdef int32_t levels = <int32_t>max_code + 1
+    cdef float top = <float>levels
+    cdef Py_ssize_t i
+    for i in range(count):
+        u = analog[i] * pre_scale
+        u = u / (one + compression * fabsf(u))
+        x = u * c.post_gain[i] + c.offset[i]
+        x = x + c.bias[i]
+        x = x + noise[i]
+        pos = (x + c.sign_threshold[i]) >= zero
+        mag = x if pos else -x
+        t = mag if mag > zero else zero
+        t = t if t < top else top
+        index = <int32_t>t
+        index = index if index < levels - 1 else levels - 1
+        f = t - <float>index
+        low = inl_table[c.inl_row[i] + index]
+        high = inl_table[c.inl_row[i] + index + 1]
+        r = mag + (low + f * (high - low)) + half
         r = r if r > zero else zero
         r = r if r < max_code else max_code
         code = <int32_t>r
@@ -174,6 +217,7 @@ cdef Tiled _tile(
     const float* sign_threshold, const float* bias, const float* inl_c0, const float* inl_c1,
     const int32_t* adc_of_column, Py_ssize_t table_stride, int max_code,
 ) noexcept nogil:
+    """Per-column settings repeated over ``span`` conversions (element i is column i % columns)."""
     cdef Tiled c
     cdef Py_ssize_t i, m
     c.post_gain = <float*>malloc(span * sizeof(float))
@@ -183,6 +227,7 @@ cdef Tiled _tile(
     c.inl_c0 = <float*>malloc(span * sizeof(float))
     c.inl_c1 = <float*>malloc(span * sizeof(float))
     c.code_zero = <int32_t*>malloc(span * sizeof(int32_t))
+    c.inl_row = <int32_t*>malloc(span * sizeof(int32_t))
     for i in range(span):
         m = i % columns
         c.post_gain[i] = post_gain[m]
@@ -192,6 +237,7 @@ cdef Tiled _tile(
         c.inl_c0[i] = inl_c0[m]
         c.inl_c1[i] = inl_c1[m]
         c.code_zero[i] = <int32_t>(adc_of_column[m] * table_stride + max_code)
+        c.inl_row[i] = <int32_t>(adc_of_column[m] * (max_code + 2))
     return c
 
 
@@ -203,6 +249,7 @@ cdef void _free_tiled(Tiled* c) noexcept nogil:
     free(c.inl_c0)
     free(c.inl_c1)
     free(c.code_zero)
+    free(c.inl_row)
 
 
 # BLAS sgemm, Fortran interface (column-major), as exported by MKL and scipy's OpenBLAS.
@@ -288,6 +335,7 @@ cdef struct Conversion:
     const float* pre_scale  # (steps,) analog sum -> normalised node voltage
     const double* lsb  # (steps,) one code in integer-product units
     const float* correction  # flat (adcs, 2*max_code+1) table, or NULL for raw codes
+    const float* inl_table  # flat (adcs, max_code+2) measured INL, or NULL for the modeled curve
     const float* normal_table
     Py_ssize_t columns
     Py_ssize_t segments
@@ -355,6 +403,7 @@ cdef int64_t _convert_block(
             _transfer(
                 values, noise, count, &cv.tiled,
                 cv.pre_scale[s], cv.compression, cv.inv_levels, cv.max_code, signed_code, positive,
+                cv.inl_table,
             )
             if cv.fused:
                 sign_only += _accumulate_fused(
@@ -443,6 +492,7 @@ def simulate(
     const float[::1] inl_c0,
     const float[::1] inl_c1,
     const int32_t[::1] adc_of_column,
+    const float[:, ::1] inl_table,
     const float[:, ::1] correction,
     const float[::1] normal_table,
     float compression,
@@ -467,7 +517,8 @@ def simulate(
     step of the held sum; ``converted`` (steps, M) marks the conversions that happen,
     ``pre_scale`` and ``lsb`` are per step. Input ones per row are added to
     ``ones_per_row``. ``correction`` is (adcs, 2*max_code+1) or empty (0, 0) for raw
-    codes. B must stay below 2**29 (uint32 ones per thread).
+    codes; ``inl_table`` (adcs, max_code+2) measured INL or empty (0, 0) for the modeled
+    curve. B must stay below 2**29 (uint32 ones per thread).
     """
     cdef sgemm_t gemm = <sgemm_t>gemm_address
     cdef Py_ssize_t batch = codes.shape[0], width = codes.shape[1], columns = weights.shape[1]
@@ -493,6 +544,7 @@ def simulate(
     cv.digital_relu = digital_relu
     cv.normal_table = &normal_table[0]
     cv.correction = &correction[0, 0] if correction.shape[0] > 0 else NULL
+    cv.inl_table = &inl_table[0, 0] if inl_table.shape[0] > 0 else NULL
     cdef Py_ssize_t span = cv.chunk_rows * columns
     cv.tiled = _tile(
         span, columns, &post_gain[0], &offset[0], &sign_threshold[0], &bias[0], &inl_c0[0], &inl_c1[0],
@@ -561,3 +613,58 @@ def simulate(
     free(live)
     _free_tiled(&cv.tiled)
     return sign_only
+
+
+def im2col(
+    const int8_t[:, :, :, ::1] images,
+    Py_ssize_t kernel_h, Py_ssize_t kernel_w,
+    Py_ssize_t stride_h, Py_ssize_t stride_w,
+    Py_ssize_t pad_h, Py_ssize_t pad_w,
+    Py_ssize_t dilation_h, Py_ssize_t dilation_w,
+    int8_t[:, ::1] out,
+):
+    """Input vectors of a convolution: int8 (N, C, H, W) -> ``out`` (N*Ho*Wo, C*kh*kw).
+
+    Row (n, ho, wo) holds the window of output pixel (ho, wo) in (c, i, j) order (the
+    order of a (M, C, kh, kw) weight tensor flattened), zero outside the image. Images are
+    split over the threads; the macro's input drivers take exactly these int8 codes.
+    """
+    cdef Py_ssize_t n_img = images.shape[0], channels = images.shape[1]
+    cdef Py_ssize_t height = images.shape[2], width = images.shape[3]
+    cdef Py_ssize_t out_h = (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
+    cdef Py_ssize_t out_w = (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    cdef Py_ssize_t k = channels * kernel_h * kernel_w
+    if out.shape[0] != n_img * out_h * out_w or out.shape[1] != k:
+        raise ValueError(f"im2col output must be ({n_img * out_h * out_w}, {k}); got {out.shape}")
+    cdef Py_ssize_t n, ho, wo, c, i, j, y, x, y0, x0, col
+    cdef int8_t* row
+    cdef const int8_t* src
+    cdef bint inside
+    with nogil:
+        for n in prange(n_img, schedule="static"):
+            for ho in range(out_h):
+                y0 = ho * stride_h - pad_h
+                for wo in range(out_w):
+                    x0 = wo * stride_w - pad_w
+                    row = &out[(n * out_h + ho) * out_w + wo, 0]
+                    inside = (y0 >= 0 and y0 + dilation_h * (kernel_h - 1) < height
+                              and x0 >= 0 and x0 + dilation_w * (kernel_w - 1) < width)
+                    col = 0
+                    if inside:  # the whole window lies in the image: plain strided copies
+                        for c in range(channels):
+                            for i in range(kernel_h):
+                                src = &images[n, c, y0 + i * dilation_h, x0]
+                                for j in range(kernel_w):
+                                    row[col + j] = src[j * dilation_w]
+                                col = col + kernel_w
+                    else:
+                        for c in range(channels):
+                            for i in range(kernel_h):
+                                y = y0 + i * dilation_h
+                                for j in range(kernel_w):
+                                    x = x0 + j * dilation_w
+                                    if 0 <= y < height and 0 <= x < width:
+                                        row[col] = images[n, c, y, x]
+                                    else:
+                                        row[col] = 0
+                                    col = col + 1

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from cimflow.cim.chip import PLANE_SIGNIFICANCE, WEIGHT_BITS, ChipInstance
+from cimflow.cim.chip import PLANE_SIGNIFICANCE, WEIGHT_BITS, ChipInstance, MeasuredInl
 from cimflow.cim.config import MacroConfig
 from cimflow.cim.conversion import conversion_setup, dac_output_lsb
 from cimflow.cim.reference import adc_decisions
@@ -108,12 +108,14 @@ class CalibrationTables:
 
 
 def calibrate(
-    config: MacroConfig, chip_seed: int, samples_per_code: int = 16, trim_repeats: int = 256
+    config: MacroConfig, chip_seed: int, samples_per_code: int = 16, trim_repeats: int = 256,
+    measured_inl: MeasuredInl | None = None,
 ) -> CalibrationTables:
-    """Measure chip ``chip_seed`` and build its trim and correction tables."""
+    """Measure chip ``chip_seed`` (with ``measured_inl`` in place of the modeled INL, if given)
+    and build its trim and correction tables."""
     if samples_per_code < 1 or trim_repeats < 1:
         raise ValueError("samples_per_code and trim_repeats must be >= 1")
-    chip = ChipInstance(config, chip_seed)
+    chip = ChipInstance(config, chip_seed, measured_inl)
     trim_noise_seed, sweep_seed, sweep_noise_seed, dac_noise_seed = (
         int(s) for s in np.random.SeedSequence([chip_seed, 0xCA1B]).generate_state(4, np.uint32)
     )

@@ -8,7 +8,8 @@ Where the errors live, and why here:
   capacitors, so a layer column m mapped to ADC ``m % adcs`` and row r of its segment
   sees ``cap_error[m % adcs, r, :]``. Weight-side mismatch folds into effective weights,
   so the analog sum stays one float32 GEMM.
-* Offset, gain, INL, the sign-decision offset and the bias-DAC gain are per ADC.
+* Offset, gain, INL, the sign-decision offset and the bias-DAC gain are per ADC. The
+  INL is the modeled smooth curve, or a measured one (:class:`MeasuredInl`) in its place.
 
 Each effect has its own child seed, so adding an effect never changes the others' draws.
 """
@@ -33,14 +34,47 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return array
 
 
-class ChipInstance:
-    """Static errors of one die, reproducible from ``seed``."""
+class MeasuredInl:
+    """A measured static INL per ADC, in place of the modeled curve.
 
-    def __init__(self, config: MacroConfig, seed: int) -> None:
+    ``inl_lsb`` (adcs, levels + 1): INL in LSB at magnitude codes 0..levels of an ADC with
+    ``levels`` magnitude levels (a measured transfer curve code -> input converts as
+    INL = input - code). Between codes it is linear; at another resolution it is resampled
+    on the normalised magnitude axis and rescaled to that resolution's LSB.
+    """
+
+    def __init__(self, inl_lsb: np.ndarray) -> None:
+        table = np.asarray(inl_lsb, dtype=np.float64)
+        if table.ndim != 2 or table.shape[1] < 2 or not np.all(np.isfinite(table)):
+            raise ValueError(f"measured INL must be a finite (adcs, levels + 1) table; got shape {table.shape}")
+        self.inl_lsb = _read_only(table.copy())
+
+    @property
+    def levels(self) -> int:
+        return self.inl_lsb.shape[1] - 1
+
+    def resampled(self, levels: int) -> np.ndarray:
+        """(adcs, levels + 1) float32 INL in LSB of an ADC with ``levels`` magnitude levels."""
+        if levels == self.levels:
+            return self.inl_lsb.astype(np.float32)
+        grid, source = np.linspace(0.0, 1.0, levels + 1), np.linspace(0.0, 1.0, self.levels + 1)
+        scale = levels / self.levels
+        return np.stack([np.interp(grid, source, row) * scale for row in self.inl_lsb]).astype(np.float32)
+
+
+class ChipInstance:
+    """Static errors of one die, reproducible from ``seed``; ``measured_inl`` replaces the
+    modeled INL (its ADC count must match the config's)."""
+
+    def __init__(self, config: MacroConfig, seed: int, measured_inl: MeasuredInl | None = None) -> None:
         if seed < 0:
             raise ValueError(f"chip seed must be >= 0; got {seed}")
+        if measured_inl is not None and measured_inl.inl_lsb.shape[0] != config.adcs:
+            raise ValueError(f"measured INL has {measured_inl.inl_lsb.shape[0]} ADC(s); the macro has {config.adcs}")
         self.config = config
         self.seed = seed
+        self.inl_table = None if measured_inl is None else _read_only(measured_inl.resampled(config.magnitude_levels))
+        """(adcs, levels + 1) float32 measured INL in LSB per magnitude code, or None (modeled)."""
         caps, offset, gain, inl, sign, bias_dac = np.random.SeedSequence(seed).spawn(6)
         a, rows = config.adcs, config.rows
         self.cap_error = _read_only(

@@ -13,7 +13,9 @@ analog accumulation v = sum_s keep**(S-1-s) p_s over the held segments' partial 
     x    = u * levels * (1 + gain_err) + offset + bias       ADC input in LSB (bias DAC)
     x    = x [+ noise]                                       comparator, kT/C, hold steps
     sign = x + (sign_offset - trim) >= 0                     first SAR decision
-    mag  = x if sign else -x;  code = round(mag + INL(mag / levels)), clipped to 0..levels-1
+    mag  = x if sign else -x;  code = round(mag + INL(mag)), clipped to 0..levels-1
+           INL: the modeled y(1-y)(c0 + c1 y), y = mag / levels, or a measured table
+           linear between magnitude codes
 
 A signed conversion returns sign * code; a fused-ReLU one returns 0 for a negative sign.
 The bias DAC sits at the comparator and SAR reference, after the charge-sharing curve:
@@ -50,6 +52,8 @@ class ConversionSetup:
     inl_c0: np.ndarray
     inl_c1: np.ndarray
     adc_of_column: np.ndarray
+    inl_table: np.ndarray | None
+    """(adcs, levels + 1) float32 measured INL in LSB per magnitude code, or None (modeled)."""
     correction: np.ndarray | None
     """(adcs, 2*max_code+1) corrected value in LSB per signed code, or None (code as is)."""
     noise_sigma: np.float32
@@ -106,6 +110,7 @@ def conversion_setup(
         inl_c0=per_column(chip.inl_coefficients[:, 0]),
         inl_c1=per_column(chip.inl_coefficients[:, 1]),
         adc_of_column=adc,
+        inl_table=chip.inl_table,
         correction=None if correction is None else np.ascontiguousarray(correction, dtype=np.float32),
         noise_sigma=np.float32(sigma if use_noise else 0.0),
         noise_key=stream_key(noise_seed) if use_noise else 0,

@@ -29,8 +29,17 @@ def adc_input_lsb(analog: np.ndarray, setup: ConversionSetup) -> np.ndarray:
 
 def quantize_magnitude(magnitude: np.ndarray, setup: ConversionSetup) -> np.ndarray:
     """Magnitude SAR with the ADC's static INL: int32 codes 0..max_code."""
-    y = np.minimum(np.maximum(magnitude * setup.inv_levels, np.float32(0)), np.float32(1))
-    inl = y * (np.float32(1) - y) * (setup.inl_c0 + setup.inl_c1 * y)
+    if setup.inl_table is None:
+        y = np.minimum(np.maximum(magnitude * setup.inv_levels, np.float32(0)), np.float32(1))
+        inl = y * (np.float32(1) - y) * (setup.inl_c0 + setup.inl_c1 * y)
+    else:
+        levels = setup.max_code + 1
+        t = np.minimum(np.maximum(magnitude, np.float32(0)), np.float32(levels))
+        index = np.minimum(t.astype(np.int32), levels - 1)
+        fraction = t - index.astype(np.float32)
+        low = setup.inl_table[setup.adc_of_column, index]
+        high = setup.inl_table[setup.adc_of_column, index + 1]
+        inl = low + fraction * (high - low)
     rounded = magnitude + inl + np.float32(0.5)
     return np.minimum(np.maximum(rounded, np.float32(0)), np.float32(setup.max_code)).astype(np.int32)
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from cimflow.cim import reference
 from cimflow.cim.calibration import CalibrationTables
-from cimflow.cim.chip import ChipInstance
+from cimflow.cim.chip import ChipInstance, MeasuredInl
 from cimflow.cim.config import MacroConfig
 from cimflow.cim.conversion import ConversionSetup, bias_injection, conversion_setup
 from cimflow.cim.energy import Activity, counters
@@ -47,11 +47,12 @@ class CimMacro:
         chip_seed: int,
         calibration: CalibrationTables | None = None,
         backend: Backend = "cython",
+        measured_inl: MeasuredInl | None = None,
     ) -> None:
         if backend not in ("cython", "numpy"):
             raise ValueError(f"backend must be 'cython' or 'numpy'; got {backend!r}")
         self.config = config
-        self.chip = ChipInstance(config, chip_seed)
+        self.chip = ChipInstance(config, chip_seed, measured_inl)
         self.backend = backend
         self._correction = None if calibration is None else calibration.correction_array(config, chip_seed)
         self._trim_lsb = None if calibration is None else calibration.trim_lsb(config, chip_seed)
@@ -157,6 +158,7 @@ class CimMacro:
             setup.inl_c0,
             setup.inl_c1,
             setup.adc_of_column,
+            _NO_CORRECTION if setup.inl_table is None else setup.inl_table,
             _NO_CORRECTION if setup.correction is None else setup.correction,
             normal_table(),
             setup.compression,

@@ -8,6 +8,7 @@ from pathlib import Path
 from cimflow import layout, tracking
 from cimflow.artifacts import save_table
 from cimflow.cim.calibration import calibrate
+from cimflow.measured_inl import load_measured_inl
 from cimflow.stages.common import outputs_exist, stage_params
 
 
@@ -15,8 +16,11 @@ def run(params_file: Path) -> None:
     params, values = stage_params("calibrate", params_file)
     cim = params.cim
     outs = [Path(layout.CIM_CODES), Path(layout.CIM_TRIM)]
-    with tracking.stage_run("calibrate", values, []) as run_:
-        tables = calibrate(cim.macro, cim.chip_seed, cim.calibration.samples_per_code, cim.calibration.trim_repeats)
+    measured = load_measured_inl(cim)
+    inputs = [] if cim.measured_inl is None else [Path(cim.measured_inl)]
+    with tracking.stage_run("calibrate", values, inputs) as run_:
+        tables = calibrate(cim.macro, cim.chip_seed, cim.calibration.samples_per_code, cim.calibration.trim_repeats,
+                           measured)
         save_table(outs[0], tables.codes)
         save_table(outs[1], tables.sign_trim)
         run_.log_metrics({"table_rows": len(tables.codes), "mean_abs_trim_lsb": float(tables.sign_trim["trim_lsb"].abs().mean())})

@@ -16,6 +16,7 @@ from cimflow.params.cim import CimParams
 from cimflow.data.split import Split
 from cimflow.graph import relu_follows
 from cimflow.hardware import LayerPlan, attach_cim, total_counters
+from cimflow.measured_inl import load_measured_inl
 from cimflow.modelio import ModelSpec
 from cimflow.quantize import fold_batchnorm, load_int8
 from cimflow.train import evaluate_model
@@ -36,7 +37,7 @@ def cim_model(
 ) -> tuple[torch.nn.Module, ModelSpec, dict[str, LayerPlan]]:
     """A fresh copy of the int8 model routed through one simulated chip."""
     qmodel, spec = load_int8(int8_path)
-    chip = CimMacro(macro, cim.chip_seed, calibration)
+    chip = CimMacro(macro, cim.chip_seed, calibration, measured_inl=load_measured_inl(cim))
     plans = attach_cim(qmodel, chip, scales, relu_layers(spec), cim.mapping, cim.noise, cim.noise_seed)
     return qmodel, spec, plans
 

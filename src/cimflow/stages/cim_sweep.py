@@ -19,6 +19,7 @@ from cimflow.data.split import Split
 from cimflow.hardware import full_scales
 from cimflow.params.cim import CimParams
 from cimflow.quantize import load_int8
+from cimflow.measured_inl import load_measured_inl
 from cimflow.stages.cim_common import accuracy_and_counters, cim_model, relu_layers
 from cimflow.stages.common import load_split, outputs_exist, sample_indices, setup_torch, stage_params
 
@@ -45,7 +46,8 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     cim = params.cim
     int8_path = layout.path(layout.INT8_MODEL, task=task, seed=seed, method=method)
     mapping = layout.path(layout.CIM_MAPPING, task=task, seed=seed, method=method)
-    inputs = [int8_path, mapping, layout.path(layout.PREPARED_TRAIN, task=task), layout.path(layout.PREPARED_TEST, task=task)]
+    inputs = [int8_path, mapping, layout.path(layout.PREPARED_TRAIN, task=task), layout.path(layout.PREPARED_TEST, task=task),
+              *([] if cim.measured_inl is None else [Path(cim.measured_inl)])]
     train, test = load_split(inputs[2]), load_split(inputs[3])
     idx = sample_indices(len(test.labels), cim.sweep.test_images, seed)
     subset = Split(test.images[idx], test.labels[idx], test.class_names)
@@ -53,10 +55,12 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     qmodel, spec = load_int8(int8_path)
     batches = [spec.prep(train.images[calib[i : i + cim.batch_size]]) for i in range(0, len(calib), cim.batch_size)]
     relu = relu_layers(spec)
+    measured = load_measured_inl(cim)
     rows = []
     with tracking.stage_run("cim_sweep", values, inputs, task=task, method=method, seed=seed) as run_:
         for knob, value, macro, policy in tqdm(sweep_points(cim), desc=f"sweep {task}/{method}", disable=None):
-            tables = calibrate(macro, cim.chip_seed, cim.calibration.samples_per_code, cim.calibration.trim_repeats)
+            tables = calibrate(macro, cim.chip_seed, cim.calibration.samples_per_code, cim.calibration.trim_repeats,
+                               measured)
             scales = full_scales(qmodel, batches, macro, policy, relu, cim.full_scale_percentile)
             model, spec, plans = cim_model(int8_path, macro, cim.model_copy(update={"mapping": policy}), scales, tables)
             acc, _, counts = accuracy_and_counters(model, spec, plans, subset, cim.batch_size)

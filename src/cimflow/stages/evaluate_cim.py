@@ -31,7 +31,7 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     mapping = layout.path(layout.CIM_MAPPING, task=task, seed=seed, method=method)
     system = layout.path(layout.CIM_SYSTEM, task=task, seed=seed, method=method)
     inputs = [int8_path, mapping, system, layout.path(layout.PREPARED_TEST, task=task), Path(layout.CIM_CODES),
-              Path(layout.CIM_TRIM)]
+              Path(layout.CIM_TRIM), *([] if cim.measured_inl is None else [Path(cim.measured_inl)])]
     test = load_split(inputs[3])
     peripheral = component_totals(load_table(system))
     calibration = load_calibration()

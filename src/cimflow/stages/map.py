@@ -27,7 +27,8 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     setup_torch(params)
     cim = params.cim
     int8_path = layout.path(layout.INT8_MODEL, task=task, seed=seed, method=method)
-    inputs = [int8_path, layout.path(layout.PREPARED_TRAIN, task=task), Path(layout.CIM_CODES), Path(layout.CIM_TRIM)]
+    inputs = [int8_path, layout.path(layout.PREPARED_TRAIN, task=task), Path(layout.CIM_CODES), Path(layout.CIM_TRIM),
+              *([] if cim.measured_inl is None else [Path(cim.measured_inl)])]
     train = load_split(inputs[1])
     idx = sample_indices(len(train.labels), cim.calibration_images, seed)
     calib = Split(train.images[idx], train.labels[idx], train.class_names)
