@@ -291,12 +291,23 @@ def test_conv_input_vectors_match_torch_unfold(kernel, stride, padding, dilation
     import torch
     import torch.nn.functional as F
 
-    from cimflow.cim.kernels import conv_input_vectors
+    from cimflow.cim.kernels import ConvWindows
 
     images = np.random.default_rng(25).integers(-128, 128, (3, 5, 9, 8)).astype(np.int8)
     expected = F.unfold(torch.from_numpy(images).float(), kernel, dilation=dilation, padding=padding, stride=stride)
     expected = expected.transpose(1, 2).reshape(-1, expected.shape[1]).to(torch.int8).numpy()
-    np.testing.assert_array_equal(conv_input_vectors(images, kernel, stride, padding, dilation), expected)
+    windows = ConvWindows(images, kernel, stride, padding, dilation)
+    np.testing.assert_array_equal(windows.materialize(), expected)
+    # Gathered block by block inside the pass: the same outputs and counters as the matrix.
+    w = np.random.default_rng(26).integers(-128, 128, (expected.shape[1], 6)).astype(np.int8)
+    config = default_config(adcs=2)
+    macro = CimMacro(config, 3)
+    mapped = macro.map_weights(w, "balanced", "digital")
+    scales = np.full(mapped.conversion_steps, 2e5)
+    gathered = macro.matmul(windows, mapped, scales, relu=True, noise=True, rng_seed=2)
+    rows = macro.matmul(expected, mapped, scales, relu=True, noise=True, rng_seed=2)
+    np.testing.assert_array_equal(gathered[0], rows[0])
+    assert gathered[1] == rows[1]
 
 
 def test_a_measured_inl_of_zeros_is_the_ideal_adc() -> None:

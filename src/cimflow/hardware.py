@@ -33,7 +33,7 @@ from torch import nn
 
 from cimflow.cim.config import MacroConfig, MappingPolicy
 from cimflow.cim.energy import merge_counters
-from cimflow.cim.kernels import conv_input_vectors
+from cimflow.cim.kernels import ConvWindows
 from cimflow.cim.mapping import MappedWeights, segment_bounds
 from cimflow.cim.simulator import CimMacro
 from cimflow.quantize import QuantizedLayer, quantized_layers
@@ -41,23 +41,24 @@ from cimflow.quantize import QuantizedLayer, quantized_layers
 ACT_CODE_MAX = 127
 
 
-def _out_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def im2col(layer: QuantizedLayer, x_codes: torch.Tensor) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Input vectors (B*L, K) as int8 (what the macro's input drivers take) plus the output
-    shape to fold results back into."""
+def input_vectors(layer: QuantizedLayer, x_codes: torch.Tensor) -> tuple[np.ndarray | ConvWindows, tuple[int, ...]]:
+    """The layer's input vectors as the macro's input drivers take them (int8 rows, or a
+    convolution's windows, gathered by the compiled pass) plus the output shape to fold
+    results back into."""
     if layer.kind == "linear":
         return x_codes.to(torch.int8).numpy(), (x_codes.shape[0], layer.weight_q.shape[0])
     if layer.groups != 1:
         raise ValueError("grouped convolutions are not mapped onto the macro")
     m, _, kh, kw = layer.weight_q.shape
-    vectors = conv_input_vectors(x_codes.to(torch.int8).numpy(), (kh, kw), layer.stride, layer.padding,
-                                 layer.dilation)
-    h_out, w_out = (_out_size(x_codes.shape[2 + i], (kh, kw)[i], layer.stride[i], layer.padding[i], layer.dilation[i])
-                    for i in range(2))
-    return vectors, (x_codes.shape[0], h_out, w_out, m)
+    windows = ConvWindows(x_codes.to(torch.int8).numpy(), (kh, kw), layer.stride, layer.padding, layer.dilation)
+    h_out, w_out = windows.output_size
+    return windows, (x_codes.shape[0], h_out, w_out, m)
+
+
+def im2col(layer: QuantizedLayer, x_codes: torch.Tensor) -> tuple[np.ndarray, tuple[int, ...]]:
+    """:func:`input_vectors` as an int8 (B*L, K) matrix."""
+    vectors, shape = input_vectors(layer, x_codes)
+    return (vectors.materialize() if isinstance(vectors, ConvWindows) else vectors), shape
 
 
 def fold_output(values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
@@ -185,7 +186,7 @@ class CimEngine:
     def __call__(self, layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
         plan = self.plans[id(layer)]
         layout = plan.layout
-        vectors, shape = im2col(layer, x_codes)
+        vectors, shape = (im2col if layout.bias_inputs is not None else input_vectors)(layer, x_codes)
         if layout.bias_inputs is not None:
             extra = np.broadcast_to(layout.bias_inputs, (len(vectors), len(layout.bias_inputs)))
             vectors = np.concatenate([vectors, extra], 1)
@@ -196,9 +197,9 @@ class CimEngine:
         plan.counters = merge_counters(plan.counters, counts)
         # Dequantize on the (B*L, M) rows in float64 (the same arithmetic as QuantizedLayer.dequantize),
         # then move float32, half the bytes, into the NCHW layout.
-        acc = torch.from_numpy(out) * layer.output_scale().reshape(-1)
+        acc = torch.from_numpy(out).mul_(layer.output_scale().reshape(-1))
         if not layout.fused:
-            acc = acc + layer.bias.double()
+            acc.add_(layer.bias.double())
         return fold_output(acc.to(torch.float32), shape)
 
 

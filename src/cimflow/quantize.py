@@ -162,7 +162,7 @@ def _integer_op(layer: QuantizedLayer, x: torch.Tensor, w: torch.Tensor) -> torc
 
 def digital_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
     """The int8 accelerator's reference: exact accumulation, then scale and bias."""
-    return layer.dequantize(exact_engine(layer, x_codes))
+    return layer.dequantize(exact_engine(layer, x_codes), in_place=True)
 
 
 class QuantizedLayer(nn.Module):
@@ -187,7 +187,8 @@ class QuantizedLayer(nn.Module):
         return 2 ** (self.activation_bits - 1) - 1
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        q = torch.round(x.to(torch.float64) / self.input_scale.double())
+        """round(x / s_x) clamped to the code range, in float64 (in place on one copy)."""
+        q = x.to(torch.float64, copy=True).div_(self.input_scale.double()).round_()
         return q.clamp_(-self.act_qmax, self.act_qmax)
 
     def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
@@ -197,8 +198,10 @@ class QuantizedLayer(nn.Module):
         """Float value of one integer-product unit, per output channel (broadcastable)."""
         return self._per_channel(self.input_scale * self.weight_scale)
 
-    def dequantize(self, acc: torch.Tensor) -> torch.Tensor:
-        return acc * self.output_scale() + self._per_channel(self.bias)
+    def dequantize(self, acc: torch.Tensor, in_place: bool = False) -> torch.Tensor:
+        """s_x s_w acc + b in float64; ``in_place`` reuses ``acc`` (the same arithmetic)."""
+        out = acc if in_place else acc.clone()
+        return out.mul_(self.output_scale()).add_(self._per_channel(self.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.engine(self, self.quantize_input(x)).to(x.dtype)

@@ -252,6 +252,87 @@ cdef void _free_tiled(Tiled* c) noexcept nogil:
     free(c.inl_row)
 
 
+# A convolution's input vectors, gathered from the int8 (N, C, H, W) images on demand.
+cdef struct ConvGeometry:
+    const int8_t* images
+    Py_ssize_t channels, height, width, kernel_h, kernel_w, stride_h, stride_w
+    Py_ssize_t pad_h, pad_w, dilation_h, dilation_w, out_h, out_w
+
+
+cdef ConvGeometry _geometry(const int8_t[:, :, :, ::1] images, const Py_ssize_t[::1] g) except *:
+    """Geometry from (kh, kw, sh, sw, ph, pw, dh, dw); the output size follows from the images."""
+    cdef ConvGeometry c
+    if g.shape[0] != 8:
+        raise ValueError("conv geometry is (kh, kw, sh, sw, ph, pw, dh, dw)")
+    c.images = &images[0, 0, 0, 0] if images.shape[0] > 0 else NULL
+    c.channels, c.height, c.width = images.shape[1], images.shape[2], images.shape[3]
+    c.kernel_h, c.kernel_w, c.stride_h, c.stride_w = g[0], g[1], g[2], g[3]
+    c.pad_h, c.pad_w, c.dilation_h, c.dilation_w = g[4], g[5], g[6], g[7]
+    c.out_h = (c.height + 2 * c.pad_h - c.dilation_h * (c.kernel_h - 1) - 1) // c.stride_h + 1
+    c.out_w = (c.width + 2 * c.pad_w - c.dilation_w * (c.kernel_w - 1) - 1) // c.stride_w + 1
+    return c
+
+
+cdef void _gather_rows(const ConvGeometry* g, Py_ssize_t first, Py_ssize_t rows, int8_t* out) noexcept nogil:
+    """Input vectors first .. first+rows-1 (row = (n, ho, wo), columns (c, i, j)) into ``out``.
+
+    A window wholly inside the image is plain strided copies; an edge window checks each
+    tap and reads zero padding outside."""
+    cdef Py_ssize_t k = g.channels * g.kernel_h * g.kernel_w, plane = g.height * g.width
+    cdef Py_ssize_t positions = g.out_h * g.out_w
+    cdef Py_ssize_t r, index, n, ho, wo, c, i, j, y, x, y0, x0, col
+    cdef int8_t* row
+    cdef const int8_t* image
+    cdef const int8_t* src
+    cdef bint inside
+    for r in range(rows):
+        index = first + r
+        n = index // positions
+        ho = (index % positions) // g.out_w
+        wo = index % g.out_w
+        y0 = ho * g.stride_h - g.pad_h
+        x0 = wo * g.stride_w - g.pad_w
+        row = out + r * k
+        image = g.images + n * g.channels * plane
+        inside = (y0 >= 0 and y0 + g.dilation_h * (g.kernel_h - 1) < g.height
+                  and x0 >= 0 and x0 + g.dilation_w * (g.kernel_w - 1) < g.width)
+        col = 0
+        if inside:
+            for c in range(g.channels):
+                for i in range(g.kernel_h):
+                    src = image + c * plane + (y0 + i * g.dilation_h) * g.width + x0
+                    for j in range(g.kernel_w):
+                        row[col + j] = src[j * g.dilation_w]
+                    col = col + g.kernel_w
+        else:
+            for c in range(g.channels):
+                for i in range(g.kernel_h):
+                    y = y0 + i * g.dilation_h
+                    for j in range(g.kernel_w):
+                        x = x0 + j * g.dilation_w
+                        row[col] = image[c * plane + y * g.width + x] if 0 <= y < g.height and 0 <= x < g.width else 0
+                        col = col + 1
+
+
+def im2col(const int8_t[:, :, :, ::1] images, const Py_ssize_t[::1] geometry, int8_t[:, ::1] out):
+    """Input vectors of a convolution: int8 (N, C, H, W) -> ``out`` (N*Ho*Wo, C*kh*kw).
+
+    ``geometry`` is (kh, kw, sh, sw, ph, pw, dh, dw). Row (n, ho, wo) holds the window of
+    output pixel (ho, wo) in (c, i, j) order (a (M, C, kh, kw) weight tensor flattened),
+    zero outside the image. Images are split over the threads.
+    """
+    cdef ConvGeometry g = _geometry(images, geometry)
+    cdef Py_ssize_t positions = g.out_h * g.out_w, k = g.channels * g.kernel_h * g.kernel_w
+    if out.shape[0] != images.shape[0] * positions or out.shape[1] != k:
+        raise ValueError(f"im2col output must be ({images.shape[0] * positions}, {k}); got {out.shape}")
+    if out.shape[0] == 0:
+        return
+    cdef Py_ssize_t n
+    with nogil:
+        for n in prange(images.shape[0], schedule="static"):
+            _gather_rows(&g, n * positions, positions, &out[n * positions, 0])
+
+
 # BLAS sgemm, Fortran interface (column-major), as exported by MKL and scipy's OpenBLAS.
 ctypedef void (*sgemm_t)(
     const char* transa, const char* transb, const int* m, const int* n, const int* k,
@@ -479,6 +560,8 @@ def partial_sums(
 def simulate(
     size_t gemm_address,
     const int8_t[:, ::1] codes,
+    const int8_t[:, :, :, ::1] images,
+    const Py_ssize_t[::1] geometry,
     const float[:, ::1] weights,
     const int32_t[:, ::1] bounds,
     const uint8_t[:, ::1] active,
@@ -516,13 +599,21 @@ def simulate(
     weights), then conversion in chunks: one step per segment, or with ``analog`` one
     step of the held sum; ``converted`` (steps, M) marks the conversions that happen,
     ``pre_scale`` and ``lsb`` are per step. Input ones per row are added to
-    ``ones_per_row``. ``correction`` is (adcs, 2*max_code+1) or empty (0, 0) for raw
+    ``ones_per_row``. Input vectors are the rows of ``codes`` (B, K), or, when ``codes`` is
+    empty (0, K), a convolution's windows gathered block by block from ``images``
+    (N, C, H, W) with ``geometry`` (kh, kw, sh, sw, ph, pw, dh, dw): B = N*Ho*Wo, never
+    materialised. ``correction`` is (adcs, 2*max_code+1) or empty (0, 0) for raw
     codes; ``inl_table`` (adcs, max_code+2) measured INL or empty (0, 0) for the modeled
     curve. B must stay below 2**29 (uint32 ones per thread).
     """
     cdef sgemm_t gemm = <sgemm_t>gemm_address
-    cdef Py_ssize_t batch = codes.shape[0], width = codes.shape[1], columns = weights.shape[1]
+    cdef bint conv = codes.shape[0] == 0 and images.shape[0] > 0
+    cdef ConvGeometry g = _geometry(images, geometry)
+    cdef Py_ssize_t batch = images.shape[0] * g.out_h * g.out_w if conv else codes.shape[0]
+    cdef Py_ssize_t width = codes.shape[1], columns = weights.shape[1]
     cdef Py_ssize_t segments = bounds.shape[0]
+    if conv and g.channels * g.kernel_h * g.kernel_w != width:
+        raise ValueError(f"conv windows hold {g.channels * g.kernel_h * g.kernel_w} values; weights have {width} rows")
     if batch >= 1 << 29:
         raise ValueError(f"simulate at most 2**29 vectors per call; got {batch}")
     cdef Conversion cv
@@ -571,8 +662,10 @@ def simulate(
     cdef float* values = NULL
     cdef float* block_sums = NULL
     cdef uint8_t* group_ones = NULL
+    cdef int8_t* gathered = NULL
     with nogil, parallel(num_threads=threads):
         values = <float*>_aligned(block_rows * width * sizeof(float))
+        gathered = <int8_t*>malloc(block_rows * width if conv else 1)
         block_sums = <float*>_aligned(segments * block_rows * columns * sizeof(float))
         group_ones = <uint8_t*>malloc(width)
         noise = <float*>malloc(span * sizeof(float))
@@ -585,8 +678,10 @@ def simulate(
         for blk in prange(blocks, schedule="dynamic"):
             first = blk * block_rows
             rows = min(block_rows, batch - first)
+            if conv:
+                _gather_rows(&g, first, rows, gathered)
             _pack_rows(
-                &codes[first, 0], rows, width, values,
+                gathered if conv else &codes[first, 0], rows, width, values,
                 ones + openmp.omp_get_thread_num() * width, group_ones,
             )
             _gemm_segments(
@@ -605,6 +700,7 @@ def simulate(
         free(positive)
         free(corrected)
         free(held)
+        free(gathered)
     for t in range(threads):
         for k in range(width):
             ones_per_row[k] += ones[t * width + k]
@@ -613,58 +709,3 @@ def simulate(
     free(live)
     _free_tiled(&cv.tiled)
     return sign_only
-
-
-def im2col(
-    const int8_t[:, :, :, ::1] images,
-    Py_ssize_t kernel_h, Py_ssize_t kernel_w,
-    Py_ssize_t stride_h, Py_ssize_t stride_w,
-    Py_ssize_t pad_h, Py_ssize_t pad_w,
-    Py_ssize_t dilation_h, Py_ssize_t dilation_w,
-    int8_t[:, ::1] out,
-):
-    """Input vectors of a convolution: int8 (N, C, H, W) -> ``out`` (N*Ho*Wo, C*kh*kw).
-
-    Row (n, ho, wo) holds the window of output pixel (ho, wo) in (c, i, j) order (the
-    order of a (M, C, kh, kw) weight tensor flattened), zero outside the image. Images are
-    split over the threads; the macro's input drivers take exactly these int8 codes.
-    """
-    cdef Py_ssize_t n_img = images.shape[0], channels = images.shape[1]
-    cdef Py_ssize_t height = images.shape[2], width = images.shape[3]
-    cdef Py_ssize_t out_h = (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
-    cdef Py_ssize_t out_w = (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
-    cdef Py_ssize_t k = channels * kernel_h * kernel_w
-    if out.shape[0] != n_img * out_h * out_w or out.shape[1] != k:
-        raise ValueError(f"im2col output must be ({n_img * out_h * out_w}, {k}); got {out.shape}")
-    cdef Py_ssize_t n, ho, wo, c, i, j, y, x, y0, x0, col
-    cdef int8_t* row
-    cdef const int8_t* src
-    cdef bint inside
-    with nogil:
-        for n in prange(n_img, schedule="static"):
-            for ho in range(out_h):
-                y0 = ho * stride_h - pad_h
-                for wo in range(out_w):
-                    x0 = wo * stride_w - pad_w
-                    row = &out[(n * out_h + ho) * out_w + wo, 0]
-                    inside = (y0 >= 0 and y0 + dilation_h * (kernel_h - 1) < height
-                              and x0 >= 0 and x0 + dilation_w * (kernel_w - 1) < width)
-                    col = 0
-                    if inside:  # the whole window lies in the image: plain strided copies
-                        for c in range(channels):
-                            for i in range(kernel_h):
-                                src = &images[n, c, y0 + i * dilation_h, x0]
-                                for j in range(kernel_w):
-                                    row[col + j] = src[j * dilation_w]
-                                col = col + kernel_w
-                    else:
-                        for c in range(channels):
-                            for i in range(kernel_h):
-                                y = y0 + i * dilation_h
-                                for j in range(kernel_w):
-                                    x = x0 + j * dilation_w
-                                    if 0 <= y < height and 0 <= x < width:
-                                        row[col] = images[n, c, y, x]
-                                    else:
-                                        row[col] = 0
-                                    col = col + 1

@@ -12,6 +12,7 @@ torch (it runs sequentially when called from a parallel region), else scipy's Op
 from __future__ import annotations
 
 import ctypes
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
@@ -57,28 +58,52 @@ def _scipy_sgemm() -> int:
 
 compiled = _best()
 """Module with ``simulate``, ``partial_sums`` and ``im2col``."""
+NO_IMAGES = np.zeros((0, 1, 1, 1), dtype=np.int8)
+NO_GEOMETRY = np.array([1, 1, 1, 1, 0, 0, 1, 1], dtype=np.intp)
+"""Stand-ins for ``simulate``'s images and geometry when the vectors are given as rows."""
 SGEMM = _torch_mkl_sgemm() or _scipy_sgemm()
 """Address of a Fortran-interface sgemm for the kernels."""
 
 
-def conv_input_vectors(
-    images: np.ndarray,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    padding: tuple[int, int],
-    dilation: tuple[int, int],
-) -> np.ndarray:
-    """int8 (N, C, H, W) images -> the (N*Ho*Wo, C*kh*kw) int8 input vectors of a convolution.
+@dataclass(frozen=True)
+class ConvWindows:
+    """A convolution's input vectors, described instead of materialised.
 
-    Rows in (n, ho, wo) order, columns in (c, i, j) order (a (M, C, kh, kw) weight
-    flattened per output channel); zero padding. Compiled and threaded: it runs about 3.5x
-    faster than a float32 unfold, transpose and cast.
+    ``images``: int8 (N, C, H, W). Vector (n, ho, wo) is the window of output pixel
+    (ho, wo) of image n in (c, i, j) order (a (M, C, kh, kw) weight flattened per output
+    channel), zero padded. The compiled pass gathers each block of vectors into its cache
+    as it goes, so the (N*Ho*Wo, C*kh*kw) matrix is never written out.
     """
-    if images.dtype != np.int8 or images.ndim != 4:
-        raise ValueError(f"images must be a 4-D int8 array; got {images.dtype} {images.shape}")
-    n, c, h, w = images.shape
-    out_h = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-    out_w = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-    out = np.empty((n * out_h * out_w, c * kernel[0] * kernel[1]), dtype=np.int8)
-    compiled.im2col(np.ascontiguousarray(images), *kernel, *stride, *padding, *dilation, out)
-    return out
+
+    images: np.ndarray
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.int8 or self.images.ndim != 4:
+            raise ValueError(f"images must be a 4-D int8 array; got {self.images.dtype} {self.images.shape}")
+        object.__setattr__(self, "images", np.ascontiguousarray(self.images))
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        h, w = self.images.shape[2:]
+        return tuple(  # type: ignore[return-value]
+            (size + 2 * p - d * (k - 1) - 1) // s + 1
+            for size, k, s, p, d in zip((h, w), self.kernel, self.stride, self.padding, self.dilation)
+        )
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        out_h, out_w = self.output_size
+        return self.images.shape[0] * out_h * out_w, self.images.shape[1] * self.kernel[0] * self.kernel[1]
+
+    def geometry(self) -> np.ndarray:
+        return np.array([*self.kernel, *self.stride, *self.padding, *self.dilation], dtype=np.intp)
+
+    def materialize(self) -> np.ndarray:
+        """The (N*Ho*Wo, C*kh*kw) int8 vectors (compiled and threaded)."""
+        out = np.empty(self.shape, dtype=np.int8)
+        compiled.im2col(self.images, self.geometry(), out)
+        return out

@@ -28,7 +28,7 @@ from cimflow.cim.chip import ChipInstance, MeasuredInl
 from cimflow.cim.config import MacroConfig
 from cimflow.cim.conversion import ConversionSetup, bias_injection, conversion_setup
 from cimflow.cim.energy import Activity, counters
-from cimflow.cim.kernels import SGEMM, compiled
+from cimflow.cim.kernels import NO_GEOMETRY, NO_IMAGES, SGEMM, ConvWindows, compiled
 from cimflow.cim.mapping import Accumulation, MappedWeights, Segmenting, map_weights
 from cimflow.cim.noise import normal_table
 
@@ -66,7 +66,7 @@ class CimMacro:
 
     def matmul(
         self,
-        x_codes: np.ndarray,
+        x_codes: np.ndarray | ConvWindows,
         w_codes: np.ndarray | MappedWeights,
         full_scale: float | np.ndarray,
         relu: bool,
@@ -76,7 +76,8 @@ class CimMacro:
     ) -> tuple[np.ndarray, dict[str, float]]:
         """Simulate ``x_codes @ w_codes`` (+ ``bias``, then ReLU if ``relu``) on this chip.
 
-        ``x_codes``: int8 (B, K). ``w_codes``: int8 (K, M) or its :meth:`map_weights`.
+        ``x_codes``: int8 (B, K), or a convolution's :class:`ConvWindows` (gathered block by
+        block, never materialised). ``w_codes``: int8 (K, M) or its :meth:`map_weights`.
         ``full_scale``: ADC range, +-full_scale in integer-product units (one LSB =
         full_scale / 2**(adc_bits-1)): one value, or one per conversion step (segment;
         one with analog accumulation). ``bias``: (M,) integer-product units added by the
@@ -86,7 +87,10 @@ class CimMacro:
         :func:`cimflow.cim.energy.counters`.
         """
         mapped = w_codes if isinstance(w_codes, MappedWeights) else self.map_weights(w_codes)
-        x_codes = np.ascontiguousarray(x_codes)
+        if isinstance(x_codes, ConvWindows) and self.backend == "numpy":
+            x_codes = x_codes.materialize()
+        if not isinstance(x_codes, ConvWindows):
+            x_codes = np.ascontiguousarray(x_codes)
         self._check(x_codes, mapped)
         batch = x_codes.shape[0]
         k, m = mapped.shape
@@ -133,7 +137,7 @@ class CimMacro:
 
     def _simulate(
         self,
-        x_codes: np.ndarray,
+        x_codes: np.ndarray | ConvWindows,
         mapped: MappedWeights,
         setup: ConversionSetup,
         fused: bool,
@@ -142,9 +146,12 @@ class CimMacro:
     ) -> tuple[np.ndarray, np.ndarray, int]:
         out = np.empty((x_codes.shape[0], mapped.shape[1]), dtype=np.float64)
         ones_per_row = np.zeros(mapped.shape[0], dtype=np.int64)
+        windows = isinstance(x_codes, ConvWindows)
         sign_only = compiled.simulate(
             SGEMM,
-            x_codes,
+            np.empty((0, mapped.shape[0]), dtype=np.int8) if windows else x_codes,
+            x_codes.images if windows else NO_IMAGES,
+            x_codes.geometry() if windows else NO_GEOMETRY,
             mapped.effective,
             mapped.bounds,
             mapped.active,
@@ -193,9 +200,13 @@ class CimMacro:
         out, sign_only = reference.convert(analog, mapped.converted_columns, setup, fused, digital_relu)
         return out, reference.input_ones(x_codes), sign_only
 
-    def _check(self, x_codes: np.ndarray, mapped: MappedWeights) -> None:
+    def _check(self, x_codes: np.ndarray | ConvWindows, mapped: MappedWeights) -> None:
         if mapped.chip_seed != self.chip.seed or mapped.config != self.config:
             raise ValueError("weights were mapped on a different chip; map them with this macro")
+        if isinstance(x_codes, ConvWindows):
+            if x_codes.shape[1] != mapped.shape[0]:
+                raise ValueError(f"window length {x_codes.shape[1]} != weight rows {mapped.shape[0]}")
+            return
         if x_codes.dtype != np.int8 or x_codes.ndim != 2:
             raise ValueError(f"input codes must be a 2-D int8 array; got {x_codes.dtype} {x_codes.shape}")
         if x_codes.shape[1] != mapped.shape[0]:
