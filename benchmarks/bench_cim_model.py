@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_cim_resnet20 import median_seconds  # same interleaved-median timing
 
 from cimflow.cim.calibration import calibrate
 from cimflow.cim.simulator import CimMacro
@@ -34,18 +33,6 @@ from cimflow.graph import relu_follows
 from cimflow.hardware import attach_cim, full_scales
 from cimflow.models import build_model
 from cimflow.quantize import fold_batchnorm, quantize_model
-
-
-def median_seconds(runs: list[Callable[[], object]], repeats: int) -> list[float]:
-    for run in runs:
-        run()  # warm-up
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(repeats):
-        for run, samples in zip(runs, times):
-            start = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - start)
-    return [statistics.median(samples) for samples in times]
 
 
 def main() -> None:
