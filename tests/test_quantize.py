@@ -89,3 +89,22 @@ def test_lower_bit_export_uses_the_smaller_grid():
     qmodel = quantize_model(model, [torch.randn(16, 1, 28, 28)], 4, 6, 100.0)
     for _, q in quantized_layers(qmodel):
         assert q.weight_q.abs().max() <= 7 and q.act_qmax == 31
+
+
+def test_compiled_requantization_matches_the_float64_tensor_ops():
+    """The one-pass kernels keep the arithmetic of the float64 tensor ops bit for bit."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    q = quantize_model(nn.Sequential(conv), [torch.randn(8, 4, 9, 9)], 8, 8, 99.0)[0]
+    x = torch.randn(8, 4, 9, 9) * 3
+    x[0, 0, 0, :3] = torch.tensor([float("nan"), 1e30, -1e30])
+    reference = x.double().div(q.input_scale.double()).round().clamp(-127, 127)
+    codes = q.quantize_input(x)
+    assert codes.dtype == torch.float32
+    assert torch.equal(codes.nan_to_num(7), reference.float().nan_to_num(7))
+    acc = exact_engine(q, codes[1:])
+    expected = (acc.double() * q.output_scale() + q.bias.double().view(1, -1, 1, 1)).float()
+    assert torch.equal(q.dequantize(acc.clone()), expected)
+    assert torch.equal(q.dequantize(acc.double()), expected)
+    rows = acc.double().permute(0, 2, 3, 1).reshape(-1, 6).numpy()
+    assert torch.equal(q.dequantize_rows(rows, (7, 9, 9, 6), with_bias=True), expected)

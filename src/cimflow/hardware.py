@@ -61,12 +61,6 @@ def im2col(layer: QuantizedLayer, x_codes: torch.Tensor) -> tuple[np.ndarray, tu
     return (vectors.materialize() if isinstance(vectors, ConvWindows) else vectors), shape
 
 
-def fold_output(values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """(B*L, M) rows back into the layer's output layout (B, M, H, W) or (B, M)."""
-    result = values.reshape(shape)
-    return result.permute(0, 3, 1, 2).contiguous() if len(shape) == 4 else result
-
-
 def weight_matrix(layer: QuantizedLayer) -> np.ndarray:
     """Weight codes as the macro stores them: (K, M) int8."""
     return np.ascontiguousarray(layer.weight_q.reshape(layer.weight_q.shape[0], -1).T.numpy())
@@ -195,12 +189,7 @@ class CimEngine:
         out, counts = self.macro.matmul(vectors, plan.mapped, np.asarray(plan.full_scales), relu=layout.fused,
                                         noise=self.noise, rng_seed=seed, bias=layout.reference_bias)
         plan.counters = merge_counters(plan.counters, counts)
-        # Dequantize on the (B*L, M) rows in float64 (the same arithmetic as QuantizedLayer.dequantize),
-        # then move float32, half the bytes, into the NCHW layout.
-        acc = torch.from_numpy(out).mul_(layer.output_scale().reshape(-1))
-        if not layout.fused:
-            acc.add_(layer.bias.double())
-        return fold_output(acc.to(torch.float32), shape)
+        return layer.dequantize_rows(out, shape, with_bias=not layout.fused)
 
 
 @torch.no_grad()

@@ -17,6 +17,11 @@ from cimflow.cim.chip import MeasuredInl
 from cimflow.params.cim import CimParams
 
 
+def measured_inl_inputs(cim: CimParams) -> list[Path]:
+    """The measured INL file as a stage input (an empty list for the modeled INL)."""
+    return [] if cim.measured_inl is None else [Path(cim.measured_inl)]
+
+
 def load_measured_inl(cim: CimParams) -> MeasuredInl | None:
     """The measured INL table ``cim.measured_inl`` names (one row per adc and magnitude code
     0..levels), or None for the modeled INL; ArtifactError names the file and the defect."""

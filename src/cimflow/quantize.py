@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cimflow import _requantize
 from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
 from cimflow.graph import FoldError, batchnorm_pairs
 from cimflow.modelio import ModelSpec
@@ -40,7 +41,7 @@ INT8_FORMAT = "cimflow-int8-v1"
 CODES_FORMAT = "cimflow-quantized-v2"
 
 Engine = Callable[["QuantizedLayer", torch.Tensor], torch.Tensor]
-"""Maps a layer and its integer input codes (float64) to its float64 output."""
+"""Maps a layer and its integer input codes (float32, exact) to its float32 output."""
 
 
 def _code_range_error(codes: np.ndarray, bits: int) -> str | None:
@@ -134,9 +135,10 @@ FLOAT32_EXACT = 2**24
 
 
 def exact_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
-    """Integer accumulation, exact, as float64: float32 convolutions over input-channel
-    chunks short enough that no partial sum reaches 2**24 (K <= 1032 at 8 bits), summed in
-    float64. About twice as fast as float64 convolutions and bit-identical to them."""
+    """Integer accumulation, exact: one float32 convolution when no partial sum can reach
+    2**24 (K <= 1032 at 8 bits), else float32 ones over input-channel chunks that short,
+    summed in float64 (the result's dtype says which). About twice as fast as float64
+    convolutions and bit-identical to them."""
     if layer.kind == "conv" and layer.groups != 1:
         return _integer_op(layer, x_codes.double(), layer.weight_q.double())
     w = layer.weight_q.to(torch.float32)
@@ -146,7 +148,7 @@ def exact_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
     step = max(1, (FLOAT32_EXACT - 1) // (per_term * taps))
     channels = w.shape[1]
     if step >= channels:
-        return _integer_op(layer, x, w).double()
+        return _integer_op(layer, x, w)
     total = None
     for start in range(0, channels, step):
         part = _integer_op(layer, x[:, start : start + step], w[:, start : start + step]).double()
@@ -162,7 +164,7 @@ def _integer_op(layer: QuantizedLayer, x: torch.Tensor, w: torch.Tensor) -> torc
 
 def digital_engine(layer: QuantizedLayer, x_codes: torch.Tensor) -> torch.Tensor:
     """The int8 accelerator's reference: exact accumulation, then scale and bias."""
-    return layer.dequantize(exact_engine(layer, x_codes), in_place=True)
+    return layer.dequantize(exact_engine(layer, x_codes))
 
 
 class QuantizedLayer(nn.Module):
@@ -187,9 +189,13 @@ class QuantizedLayer(nn.Module):
         return 2 ** (self.activation_bits - 1) - 1
 
     def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """round(x / s_x) clamped to the code range, in float64 (in place on one copy)."""
-        q = x.to(torch.float64, copy=True).div_(self.input_scale.double()).round_()
-        return q.clamp_(-self.act_qmax, self.act_qmax)
+        """round(x / s_x) in float64, clamped to the code range: the codes as float32
+        (exact), in one compiled pass over the activations."""
+        x = x.detach().to(torch.float32).contiguous()
+        codes = torch.empty_like(x)
+        _requantize.quantize_codes(x.view(-1).numpy(), float(self.input_scale), float(self.act_qmax),
+                                   codes.view(-1).numpy(), torch.get_num_threads())
+        return codes
 
     def _per_channel(self, values: torch.Tensor) -> torch.Tensor:
         return values.double().view((1, -1, 1, 1) if self.kind == "conv" else (1, -1))
@@ -198,10 +204,26 @@ class QuantizedLayer(nn.Module):
         """Float value of one integer-product unit, per output channel (broadcastable)."""
         return self._per_channel(self.input_scale * self.weight_scale)
 
-    def dequantize(self, acc: torch.Tensor, in_place: bool = False) -> torch.Tensor:
-        """s_x s_w acc + b in float64; ``in_place`` reuses ``acc`` (the same arithmetic)."""
-        out = acc if in_place else acc.clone()
-        return out.mul_(self.output_scale()).add_(self._per_channel(self.bias))
+    def dequantize(self, acc: torch.Tensor) -> torch.Tensor:
+        """s_x s_w acc + b in float64, rounded once to float32, for channel-major integer
+        sums (float32 or float64, exact); a float32 ``acc`` is overwritten."""
+        acc = acc.contiguous()
+        planes = acc.view(acc.shape[0], acc.shape[1], -1)
+        out = planes if acc.dtype == torch.float32 else torch.empty(planes.shape, dtype=torch.float32)
+        _requantize.dequantize_planes(planes.numpy(), self.output_scale().reshape(-1).numpy(),
+                                      self.bias.double().numpy(), out.numpy(), torch.get_num_threads())
+        return out.view(acc.shape)
+
+    def dequantize_rows(self, acc: np.ndarray, shape: tuple[int, ...], with_bias: bool) -> torch.Tensor:
+        """The macro's float64 (B*L, M) results as the layer's float32 output (B, M, H, W) or
+        (B, M), with the arithmetic of :meth:`dequantize` (the bias left out where the
+        chip already added it)."""
+        batch, channels = shape[0], shape[-1]
+        out = torch.empty((batch, channels, math.prod(shape[1:-1])), dtype=torch.float32)
+        bias = self.bias.double() if with_bias else torch.zeros(channels, dtype=torch.float64)
+        _requantize.dequantize_rows(acc, self.output_scale().reshape(-1).numpy(), bias.numpy(), out.numpy(),
+                                    torch.get_num_threads())
+        return out.view(batch, channels, *shape[1:-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.engine(self, self.quantize_input(x)).to(x.dtype)

@@ -8,7 +8,7 @@ from pathlib import Path
 from cimflow import layout, tracking
 from cimflow.artifacts import save_table
 from cimflow.cim.calibration import calibrate
-from cimflow.measured_inl import load_measured_inl
+from cimflow.measured_inl import load_measured_inl, measured_inl_inputs
 from cimflow.stages.common import outputs_exist, stage_params
 
 
@@ -17,7 +17,7 @@ def run(params_file: Path) -> None:
     cim = params.cim
     outs = [Path(layout.CIM_CODES), Path(layout.CIM_TRIM)]
     measured = load_measured_inl(cim)
-    inputs = [] if cim.measured_inl is None else [Path(cim.measured_inl)]
+    inputs = measured_inl_inputs(cim)
     with tracking.stage_run("calibrate", values, inputs) as run_:
         tables = calibrate(cim.macro, cim.chip_seed, cim.calibration.samples_per_code, cim.calibration.trim_repeats,
                            measured)

@@ -19,7 +19,7 @@ from cimflow.data.split import Split
 from cimflow.hardware import full_scales
 from cimflow.params.cim import CimParams
 from cimflow.quantize import load_int8
-from cimflow.measured_inl import load_measured_inl
+from cimflow.measured_inl import load_measured_inl, measured_inl_inputs
 from cimflow.stages.cim_common import accuracy_and_counters, cim_model, relu_layers
 from cimflow.stages.common import load_split, outputs_exist, sample_indices, setup_torch, stage_params
 
@@ -47,7 +47,7 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     int8_path = layout.path(layout.INT8_MODEL, task=task, seed=seed, method=method)
     mapping = layout.path(layout.CIM_MAPPING, task=task, seed=seed, method=method)
     inputs = [int8_path, mapping, layout.path(layout.PREPARED_TRAIN, task=task), layout.path(layout.PREPARED_TEST, task=task),
-              *([] if cim.measured_inl is None else [Path(cim.measured_inl)])]
+              *measured_inl_inputs(cim)]
     train, test = load_split(inputs[2]), load_split(inputs[3])
     idx = sample_indices(len(test.labels), cim.sweep.test_images, seed)
     subset = Split(test.images[idx], test.labels[idx], test.class_names)

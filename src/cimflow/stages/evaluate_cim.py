@@ -15,6 +15,7 @@ from cimflow import layout, tracking
 from cimflow.artifacts import load_table, save_json
 from cimflow.cim.energy import performance, reference_workload
 from cimflow.evaluate import wilson_interval
+from cimflow.measured_inl import measured_inl_inputs
 from cimflow.peripheral import component_totals
 from cimflow.quantize import load_int8
 from cimflow.stages.cim_common import (
@@ -31,7 +32,7 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     mapping = layout.path(layout.CIM_MAPPING, task=task, seed=seed, method=method)
     system = layout.path(layout.CIM_SYSTEM, task=task, seed=seed, method=method)
     inputs = [int8_path, mapping, system, layout.path(layout.PREPARED_TEST, task=task), Path(layout.CIM_CODES),
-              Path(layout.CIM_TRIM), *([] if cim.measured_inl is None else [Path(cim.measured_inl)])]
+              Path(layout.CIM_TRIM), *measured_inl_inputs(cim)]
     test = load_split(inputs[3])
     peripheral = component_totals(load_table(system))
     calibration = load_calibration()

@@ -12,9 +12,9 @@ import pandas as pd
 from cimflow import layout, tracking
 from cimflow.artifacts import save_table
 from cimflow.hardware import full_scales
+from cimflow.measured_inl import measured_inl_inputs
 from cimflow.peripheral import graph_work, system_energy
-from cimflow.quantize import fold_batchnorm
-from cimflow.quantize import load_int8, quantized_layers
+from cimflow.quantize import fold_batchnorm, load_int8, quantized_layers
 from cimflow.stages.cim_common import (
     accuracy_and_counters, cim_model, load_calibration, relu_layers, without_fused_relu,
 )
@@ -28,7 +28,7 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     cim = params.cim
     int8_path = layout.path(layout.INT8_MODEL, task=task, seed=seed, method=method)
     inputs = [int8_path, layout.path(layout.PREPARED_TRAIN, task=task), Path(layout.CIM_CODES), Path(layout.CIM_TRIM),
-              *([] if cim.measured_inl is None else [Path(cim.measured_inl)])]
+              *measured_inl_inputs(cim)]
     train = load_split(inputs[1])
     idx = sample_indices(len(train.labels), cim.calibration_images, seed)
     calib = Split(train.images[idx], train.labels[idx], train.class_names)
