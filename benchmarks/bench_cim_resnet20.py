@@ -54,6 +54,18 @@ def resnet20_conv_shapes() -> list[tuple[int, int, int]]:
     return shapes
 
 
+def random_layers(config: MacroConfig) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """(int8 inputs (N, K), int8 weights (K, M), ADC full scale) per conv layer, seed 0."""
+    rng = np.random.default_rng(0)
+    layers = []
+    for n, k, m in resnet20_conv_shapes():
+        x = rng.integers(-128, 128, (n, k), dtype=np.int8)
+        w = rng.integers(-128, 128, (k, m), dtype=np.int8)
+        full_scale = 4.0 * float(np.sqrt(min(k, config.rows))) * 73.9**2  # ~4 sigma of a partial sum
+        layers.append((x, w, full_scale))
+    return layers
+
+
 def median_seconds(runs: list[Callable[[], object]], repeats: int) -> list[float]:
     """Median wall time of each run; rounds interleave the runs so load drifts hit all alike."""
     for run in runs:
@@ -81,12 +93,8 @@ def main() -> None:
     fast = CimMacro(config, chip_seed, calibration)
     slow = CimMacro(config, chip_seed, calibration, backend="numpy")
 
-    rng = np.random.default_rng(0)
     layers = []
-    for n, k, m in resnet20_conv_shapes():
-        x = rng.integers(-128, 128, (n, k), dtype=np.int8)
-        w = rng.integers(-128, 128, (k, m), dtype=np.int8)
-        full_scale = 4.0 * float(np.sqrt(min(k, config.rows))) * 73.9**2  # ~4 sigma of a partial sum
+    for x, w, full_scale in random_layers(config):
         layers.append(
             {
                 "x": x,
