@@ -43,7 +43,14 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    target_batch: torch.Tensor | None = None
+    """This step's unlabeled target-domain inputs (domain-adaptation tasks only)."""
     extra: dict = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of all training steps done, 0 at the start, 1 at the end."""
+        return min(1.0, self.step / max(1, self.steps_per_epoch * self.params.epochs))
 
 
 class Hook:
@@ -143,12 +150,18 @@ def train(
     seed: int,
     hooks: Sequence[Hook] = (),
     device: torch.device | None = None,
+    target_images: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` in place with SGD+Nesterov; returns one metrics dict per epoch.
 
     Each epoch ends with the loss and accuracy on the validation images: every
     decision made during or about training sees those, never the test split.
+    ``target_images`` (unlabeled, domain-adaptation tasks): each step also draws a batch
+    of them, preprocessed and augmented like the source batch, as ``state.target_batch``
+    for the hooks; they cycle in their own shuffled order.
     """
+    if target_images is not None and len(target_images) == 0:
+        raise ValueError("target_images is empty: a domain-adaptation run needs unlabeled target images")
     device = device or select_device()
     model.to(device)
     gen = torch.Generator().manual_seed(seed)
@@ -176,12 +189,19 @@ def train(
             hook.on_epoch_start(state)
         model.train()
         order = torch.randperm(n, generator=gen).numpy()
+        if target_images is not None:
+            target_order = torch.randperm(len(target_images), generator=gen).numpy()
         started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False, disable=None)
         for b in bar:
             idx = np.sort(order[b * params.batch_size : (b + 1) * params.batch_size])
             x = augment(prep(train_images[idx]), gen, params.crop_padding, params.hflip).to(device)
             y = torch.as_tensor(train_labels[idx], device=device)
+            if target_images is not None:
+                tidx = np.sort(np.take(target_order, range(b * params.batch_size, b * params.batch_size + len(idx)),
+                                       mode="wrap"))
+                state.target_batch = augment(prep(target_images[tidx]), gen, params.crop_padding,
+                                             params.hflip).to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             for hook in hooks:
