@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
 
+from cimflow.compress.admp.dann import DannHook
+from cimflow.compress.admp.game import AdmpHook, GameSettings
 from cimflow.compress.admp.masks import DoubleMask, MaskedModel
 from cimflow.compress.admp.reversal import GradientReversal, dann_strength
 from cimflow.compress.admp.shrink import ShrinkError, channel_chains, count_work, shrink
+from cimflow.config import load_params
+from cimflow.data.domains import load_digits_shift
 from cimflow.models import build_model
+from cimflow.preprocess import Preprocessor
+from cimflow.train import seed_everything, train
 
 
 def test_gradient_reversal_is_identity_forward_and_flips_the_gradient():
@@ -52,7 +60,11 @@ def test_soft_mask_multiplies_only_in_the_adversarial_step():
     features = torch.ones(2, 3, 4, 4)
     assert torch.equal(mask(features), features)
     mask.adversarial = True
-    assert torch.allclose(mask(features), features * torch.sigmoid(torch.tensor(4.0)))
+    assert torch.allclose(mask(features), features)  # soft scores all equal: mean-1 soft mask is 1
+    with torch.no_grad():
+        mask.soft_scores.copy_(torch.tensor([0.0, 1.0, 2.0]))
+    weights = torch.sigmoid(torch.tensor([0.0, 1.0, 2.0]))
+    assert torch.allclose(mask(features)[0, :, 0, 0], weights / weights.mean())
     with pytest.raises(ValueError, match="ratio"):
         DoubleMask(3, 1.0)
 
@@ -120,11 +132,6 @@ def test_lenet5_work_counts_and_bad_plans():
 
 
 def _tiny_domain_run(hooks, with_target: bool):
-    from cimflow.config import load_params
-    from cimflow.data.domains import load_digits_shift
-    from cimflow.preprocess import Preprocessor
-    from cimflow.train import seed_everything, train
-
     pair = load_digits_shift(0.25, seed=0)
     params = load_params("params.yaml").train["digits"].model_copy(update={"epochs": 1, "warmup_epochs": 0})
     prep = Preprocessor.fit(pair.source_train.images, 28)
@@ -137,11 +144,40 @@ def _tiny_domain_run(hooks, with_target: bool):
 
 
 def test_dann_hook_trains_a_domain_classifier_through_the_shared_loop():
-    from cimflow.compress.admp.dann import DannHook
-
     hook = DannHook()
     model, history = _tiny_domain_run([hook], with_target=True)
     assert 0.0 < history[0]["domain_loss"] < 10.0 and 0.0 <= history[0]["domain_accuracy"] <= 1.0
     assert not model.fc2._forward_pre_hooks  # the feature capture is gone after training
     with pytest.raises(ValueError, match="target images"):
         _tiny_domain_run([DannHook()], with_target=False)
+
+
+def test_admp_game_ties_the_hard_masks_to_binary_top_k_through_the_shared_loop():
+    teacher, _ = _tiny_domain_run([], with_target=False)
+    student = copy.deepcopy(teacher)
+    masked = MaskedModel(student, channel_chains(student), 0.6)
+    hook = AdmpHook(teacher, masked, GameSettings(rho=1.0, rho_growth=2.0))
+    pair = load_digits_shift(0.25, seed=0)
+    params = load_params("params.yaml").train["digits"].model_copy(update={"epochs": 3, "warmup_epochs": 0,
+                                                                            "lr": 0.005})
+    prep = Preprocessor.fit(pair.source_train.images, 28)
+    src = pair.source_train
+    history = train(student, src.images[:128], src.labels[:128], src.images[128:192], src.labels[128:192], prep,
+                    params, 0, [hook], torch.device("cpu"), pair.unlabeled().images[:128])
+    assert [row["epoch"] for row in hook.periods] == [1, 2, 3]
+    assert hook.periods[-1]["rho"] == pytest.approx(4.0)  # grown after epochs 1 and 2
+    assert hook.periods[-1]["mask_distance"] < hook.periods[0]["mask_distance"]  # the ADMM tie pulls m to Z
+    assert "discrepancy" in history[-1]
+    for layer, chain in masked.chains.items():
+        kept = masked.mask(layer).kept()
+        assert int(kept.sum()) == masked.mask(layer).keep  # exactly k channels, every period
+        hard = masked.mask(layer).hard.detach()
+        assert float(hard.min()) >= 0.0 and float(hard.max()) <= 1.0  # relaxed masks stay in [0, 1]
+    for mask in masked.masks.values():
+        mask.harden()
+    x = prep(pair.target_test.images[:16])
+    with torch.no_grad():
+        expected = student(x)
+        keep = masked.keep()
+        masked.remove()
+        assert torch.allclose(shrink(student, keep)(x), expected, atol=1e-4)

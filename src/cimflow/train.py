@@ -43,6 +43,8 @@ class TrainState:
     epoch: int = 0
     step: int = 0
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    inputs: torch.Tensor | None = None
+    """This step's (preprocessed, augmented) training inputs."""
     target_batch: torch.Tensor | None = None
     """This step's unlabeled target-domain inputs (domain-adaptation tasks only)."""
     extra: dict = field(default_factory=dict)
@@ -197,6 +199,7 @@ def train(
             idx = np.sort(order[b * params.batch_size : (b + 1) * params.batch_size])
             x = augment(prep(train_images[idx]), gen, params.crop_padding, params.hflip).to(device)
             y = torch.as_tensor(train_labels[idx], device=device)
+            state.inputs = x
             if target_images is not None:
                 tidx = np.sort(np.take(target_order, range(b * params.batch_size, b * params.batch_size + len(idx)),
                                        mode="wrap"))

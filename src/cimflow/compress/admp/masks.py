@@ -5,7 +5,7 @@ Per layer, over its C output channels:
 * the relaxed hard mask ``m`` (real, starts at 1, trained by the minimising player) and
   its binary ADMM twin ``Z`` with exactly ``keep`` ones: Z <- top-k(m + U), U <- U + m - Z,
   penalty rho/2 ||m - Z + U||^2 (the top-k projection of the ADMM pruning method);
-* the soft mask sigmoid(a) (starts near 1), the adversary's; it multiplies in only while
+* the soft mask sigmoid(a) / mean(sigmoid(a)) (starts at 1), the adversary's; it multiplies in only while
   ``adversarial`` is on, so the adversary step sees features F * m * sigmoid(a) and the
   minimising step F * m.
 """
@@ -54,8 +54,16 @@ class DoubleMask(nn.Module):
         self.dual.zero_()
 
     def forward(self, features: Tensor) -> Tensor:
-        scale = self.hard * torch.sigmoid(self.soft_scores) if self.adversarial else self.hard
+        scale = self.hard * self.soft() if self.adversarial else self.hard
         return features * scale.view(1, -1, *([1] * (features.dim() - 2)))
+
+    def soft(self) -> Tensor:
+        """The soft mask: sigmoid(a) rescaled to mean 1 over the layer's channels. The
+        adversary may only shift emphasis between channels; unscaled, it would switch the
+        whole layer off (and the minimising player's weights would grow without bound to
+        make up for it)."""
+        weights = torch.sigmoid(self.soft_scores)
+        return weights / weights.mean()
 
     def penalty(self) -> Tensor:
         """||m - Z + U||^2 (the caller multiplies by rho / 2)."""
@@ -69,7 +77,7 @@ class DoubleMask(nn.Module):
 
     def distance(self) -> float:
         """||m - Z||: how far the relaxed mask still is from a binary one."""
-        return float((self.hard - self.target).norm())
+        return float((self.hard.detach() - self.target).norm())
 
     def kept(self) -> Tensor:
         """The channels Z keeps (bool)."""
