@@ -12,9 +12,10 @@ from cimflow.compress.admp.dann import DannHook
 from cimflow.compress.admp.game import AdmpHook, GameSettings
 from cimflow.compress.admp.masks import DoubleMask, MaskedModel
 from cimflow.compress.admp.reversal import GradientReversal, dann_strength
-from cimflow.compress.admp.shrink import ShrinkError, channel_chains, count_work, shrink
+from cimflow.compress.admp.shrink import ShrinkError, channel_chains, shrink
 from cimflow.config import load_params
 from cimflow.data.domains import load_digits_shift
+from cimflow.evaluate import count_macs, count_parameters
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor
 from cimflow.train import seed_everything, train
@@ -114,27 +115,32 @@ def test_shrunk_model_equals_the_masked_one(name, shape):
         masked.remove()
         small = shrink(model, keep)
         assert torch.allclose(small(x), expected, atol=1e-5)
-    before, after = count_work(model, (1, channels, side, side)), count_work(small, (1, channels, side, side))
-    assert after["parameters"] < before["parameters"] and after["macs"] < before["macs"]
+    shape = (channels, side, side)
+    assert count_parameters(small)[0] < count_parameters(model)[0]
+    assert count_macs(small, shape) < count_macs(model, shape)
     for layer, kept in keep.items():
         assert small.get_submodule(layer).weight.shape[0] == int(kept.sum())  # physically gone
 
 
-def test_lenet5_work_counts_and_bad_plans():
+def test_lenet5_counts_and_bad_plans():
     lenet = build_model("lenet5", 1, 10, 28)
-    work = count_work(lenet, (1, 1, 28, 28))
-    assert work["parameters"] == 431_080
-    assert work["macs"] == 20 * 25 * 24 * 24 + 50 * 20 * 25 * 8 * 8 + 800 * 500 + 500 * 10
+    assert count_parameters(lenet)[0] == 431_080
+    assert count_macs(lenet, (1, 28, 28)) == 20 * 25 * 24 * 24 + 50 * 20 * 25 * 8 * 8 + 800 * 500 + 500 * 10
     with pytest.raises(ShrinkError, match="fc2"):
         shrink(lenet, {"fc2": torch.ones(10, dtype=torch.bool)})
     with pytest.raises(ShrinkError, match="conv1"):
         shrink(lenet, {"conv1": torch.zeros(20, dtype=torch.bool)})
 
 
-def _tiny_domain_run(hooks, with_target: bool):
+def _digits_shift(epochs: int, **train_overrides):
     pair = load_digits_shift(0.25, seed=0)
-    params = load_params("params.yaml").train["digits"].model_copy(update={"epochs": 1, "warmup_epochs": 0})
-    prep = Preprocessor.fit(pair.source_train.images, 28)
+    update = {"epochs": epochs, "warmup_epochs": 0, **train_overrides}
+    params = load_params("params.yaml").train["digits"].model_copy(update=update)
+    return pair, params, Preprocessor.fit(pair.source_train.images, 28)
+
+
+def _tiny_domain_run(hooks, with_target: bool):
+    pair, params, prep = _digits_shift(1)
     seed_everything(0)
     model = build_model("lenet5", 1, 10, 28)
     source, target = pair.source_train, pair.unlabeled()
@@ -157,10 +163,7 @@ def test_admp_game_ties_the_hard_masks_to_binary_top_k_through_the_shared_loop()
     student = copy.deepcopy(teacher)
     masked = MaskedModel(student, channel_chains(student), 0.6)
     hook = AdmpHook(teacher, masked, GameSettings(rho=1.0, rho_growth=2.0))
-    pair = load_digits_shift(0.25, seed=0)
-    params = load_params("params.yaml").train["digits"].model_copy(update={"epochs": 3, "warmup_epochs": 0,
-                                                                            "lr": 0.005})
-    prep = Preprocessor.fit(pair.source_train.images, 28)
+    pair, params, prep = _digits_shift(3, lr=0.005)
     src = pair.source_train
     history = train(student, src.images[:128], src.labels[:128], src.images[128:192], src.labels[128:192], prep,
                     params, 0, [hook], torch.device("cpu"), pair.unlabeled().images[:128])
@@ -168,7 +171,7 @@ def test_admp_game_ties_the_hard_masks_to_binary_top_k_through_the_shared_loop()
     assert hook.periods[-1]["rho"] == pytest.approx(4.0)  # grown after epochs 1 and 2
     assert hook.periods[-1]["mask_distance"] < hook.periods[0]["mask_distance"]  # the ADMM tie pulls m to Z
     assert "discrepancy" in history[-1]
-    for layer, chain in masked.chains.items():
+    for layer in masked.chains:
         kept = masked.mask(layer).kept()
         assert int(kept.sum()) == masked.mask(layer).keep  # exactly k channels, every period
         hard = masked.mask(layer).hard.detach()

@@ -83,10 +83,8 @@ def load_digits_shift(test_fraction: float, seed: int) -> DomainPair:
     each half split into train and test by ``test_fraction``."""
     images, labels, names = digits_arrays()
     (src_x, src_y), (tgt_x, tgt_y) = stratified_split(images, labels, 0.5, seed)
-    (s_tr, s_tr_y), (s_te, s_te_y) = stratified_split(src_x, src_y, test_fraction, seed + 2)
-    (t_tr, t_tr_y), (t_te, t_te_y) = stratified_split(shift_digits(tgt_x), tgt_y, test_fraction, seed + 3)
-    return DomainPair(Split(s_tr, s_tr_y, names), Split(s_te, s_te_y, names),
-                      Split(t_tr, t_tr_y, names), Split(t_te, t_te_y, names))
+    return _split_domains(Split(src_x, src_y, names), Split(shift_digits(tgt_x), tgt_y, names), test_fraction,
+                          (seed + 2, seed + 3))
 
 
 def load_image_folder(folder: Path, size: int, classes: tuple[str, ...] | None = None) -> Split:
@@ -127,8 +125,13 @@ def load_office_folder(root: Path, source: str, target: str, size: int, test_fra
     root = Path(root)
     source_all = load_image_folder(root / source, size)
     target_all = load_image_folder(root / target, size, source_all.class_names)
-    names = source_all.class_names
-    (s_tr, s_tr_y), (s_te, s_te_y) = stratified_split(source_all.images, source_all.labels, test_fraction, seed)
-    (t_tr, t_tr_y), (t_te, t_te_y) = stratified_split(target_all.images, target_all.labels, test_fraction, seed + 1)
-    return DomainPair(Split(s_tr, s_tr_y, names), Split(s_te, s_te_y, names),
-                      Split(t_tr, t_tr_y, names), Split(t_te, t_te_y, names))
+    return _split_domains(source_all, target_all, test_fraction, (seed, seed + 1))
+
+
+def _split_domains(source: Split, target: Split, test_fraction: float, seeds: tuple[int, int]) -> DomainPair:
+    """Each domain split into train and test by class, with its own seed."""
+    halves = []
+    for split, seed in zip((source, target), seeds):
+        (tr_x, tr_y), (te_x, te_y) = stratified_split(split.images, split.labels, test_fraction, seed)
+        halves += [Split(tr_x, tr_y, split.class_names), Split(te_x, te_y, split.class_names)]
+    return DomainPair(*halves)

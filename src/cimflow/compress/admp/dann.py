@@ -37,9 +37,10 @@ class DannHook(Hook):
         self._sums = {"domain_loss": 0.0, "domain_accuracy": 0.0, "batches": 0}
 
     def on_train_start(self, state: TrainState) -> None:
-        self._handle = classifier_layer(state.model).register_forward_pre_hook(self._capture)
+        classifier = classifier_layer(state.model)
+        self._handle = classifier.register_forward_pre_hook(self._capture)
         self.discriminator = nn.Sequential(
-            nn.Linear(classifier_layer(state.model).in_features, self.hidden), nn.ReLU(), nn.Dropout(0.5),
+            nn.Linear(classifier.in_features, self.hidden), nn.ReLU(), nn.Dropout(0.5),
             nn.Linear(self.hidden, self.hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(self.hidden, 1),
         ).to(state.device)
         # Added before the loop builds its LR schedule, so the discriminator follows it too.

@@ -5,9 +5,9 @@ Per layer, over its C output channels:
 * the relaxed hard mask ``m`` (real, starts at 1, trained by the minimising player) and
   its binary ADMM twin ``Z`` with exactly ``keep`` ones: Z <- top-k(m + U), U <- U + m - Z,
   penalty rho/2 ||m - Z + U||^2 (the top-k projection of the ADMM pruning method);
-* the soft mask sigmoid(a) / mean(sigmoid(a)) (starts at 1), the adversary's; it multiplies in only while
-  ``adversarial`` is on, so the adversary step sees features F * m * sigmoid(a) and the
-  minimising step F * m.
+* the soft mask s = sigmoid(a) / mean(sigmoid(a)) (starts at 1), the adversary's; it
+  multiplies in only while ``adversarial`` is on, so the adversary sees features F * m * s
+  and the minimising player's source and distillation terms F * m.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from cimflow.compress.admm.projections import kept_count, top_k_mask
 from cimflow.compress.admp.shrink import ChannelChain
 
 SOFT_INIT = 4.0
-"""Initial soft-mask score: sigmoid(4) = 0.982, the student starts as (almost) the teacher."""
+"""Initial soft-mask score. All scores equal, so the mean-1 soft mask starts at exactly 1;
+sigmoid's flat shoulder at 4 lets the adversary move away from uniform only gradually."""
 
 
 class DoubleMask(nn.Module):

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, fx, nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from cimflow.graph import FOLDABLE, trace
 
@@ -128,23 +127,3 @@ def _drop_inputs(consumer: nn.Module, mask: Tensor, producer: str) -> None:
     columns = mask.repeat_interleave(per_channel)  # flatten keeps each channel's features together
     consumer.weight = nn.Parameter(consumer.weight.detach()[:, columns].clone())
     consumer.in_features = int(columns.sum())
-
-
-def count_work(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Parameters and multiply-accumulates of one inference, counted from the layers' shapes."""
-    module = fx.GraphModule(model, trace(model))
-    training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            ShapeProp(module).propagate(torch.zeros(input_shape))
-    finally:
-        model.train(training)
-    macs = 0
-    for node in module.graph.nodes:
-        layer = _module(model, node)
-        if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            out = node.meta["tensor_meta"].shape
-            positions = out[2] * out[3] if isinstance(layer, nn.Conv2d) else 1
-            macs += layer.weight.numel() * positions * out[0] // input_shape[0]
-    return {"parameters": sum(p.numel() for p in model.parameters()), "macs": macs}
