@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,7 @@ def smoke_params(raw: dict) -> dict:
     """The default params shrunk to seconds: the same stages with fewer methods, two epochs,
     one epoch per ADMM phase, small calibration and sweep."""
     raw = yaml.safe_load(yaml.safe_dump(raw))
+    raw["tasks"] = ["digits"]  # the domain-adaptation task has its own smoke run (domain_smoke_params)
     raw["methods"] = ["baseline", "admm_prune", "admm_quant", "dynasty"]  # each chain, not every variant
     raw["train"]["digits"] |= {"epochs": 2, "warmup_epochs": 0}
     raw["export"]["calibration_samples"] = 64
@@ -53,12 +55,24 @@ def smoke_params(raw: dict) -> dict:
     return raw
 
 
-def copy_project(dest: Path) -> Path:
-    """A copy of the working tree (sources, params, rules, dvc.yaml) without state."""
+def domain_smoke_params(raw: dict) -> dict:
+    """The smoke params with only the domain-adaptation task and its methods, in seconds."""
+    raw = smoke_params(raw)
+    raw["tasks"] = ["digits_shift"]
+    raw["methods"] = ["baseline", "dann", "admp", "adapt_then_prune", "prune_then_adapt"]
+    raw["train"]["digits_shift"] |= {"epochs": 2, "warmup_epochs": 0}
+    raw["admp"]["digits_shift"] |= {"game": raw["admp"]["digits_shift"]["game"] | {"epochs": 2},
+                                    "finetune": {"epochs": 1, "lr": 0.005}}
+    return raw
+
+
+def copy_project(dest: Path, shrink: Callable[[dict], dict] = smoke_params) -> Path:
+    """A copy of the working tree (sources, params, rules, dvc.yaml) without state, its
+    params shrunk by ``shrink``."""
     shutil.copytree(ROOT, dest, ignore=COPY_IGNORE)
     (dest / "reports").mkdir(exist_ok=True)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(smoke_params(raw), sort_keys=False))
+    (dest / "params.yaml").write_text(yaml.safe_dump(shrink(raw), sort_keys=False))
     result = run(["cimflow", "dvc-yaml"], cwd=dest)  # the smoke DAG has fewer methods
     assert result.returncode == 0, result.stderr
     return dest

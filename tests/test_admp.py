@@ -12,7 +12,7 @@ from cimflow.compress.admp.dann import DannHook
 from cimflow.compress.admp.game import AdmpHook, GameSettings
 from cimflow.compress.admp.masks import DoubleMask, MaskedModel
 from cimflow.compress.admp.reversal import GradientReversal, dann_strength
-from cimflow.compress.admp.shrink import ShrinkError, channel_chains, shrink
+from cimflow.shrink import ShrinkError, channel_chains, shrink
 from cimflow.config import load_params
 from cimflow.data.domains import load_digits_shift
 from cimflow.evaluate import count_macs, count_parameters

@@ -118,7 +118,7 @@ def test_each_stage_holds_what_it_runs():
     assert {s for s, f in files.items() if "src/cimflow/compress/admm/solver.py" in f} == {
         "admm_prune", "admm_quantize", "admm_binarize", "magnitude_prune"}
     assert {s for s, f in files.items() if "src/cimflow/compress/dynasty/params.py" in f} == {"dynasty_train"}
-    assert {s for s, f in files.items() if "src/cimflow/data/mnist.py" in f} == {"prepare"}
+    assert {s for s, f in files.items() if "src/cimflow/data/mnist.py" in f} == {"prepare", "prepare_target"}
     assert "src/cimflow/params/train.py" in files["train"] and "src/cimflow/params/train.py" not in files["report"]
     assert not any(f"src/cimflow/{m}.py" in f for f in files.values() for m in ("config", "cli", "methods"))
     assert "src/cimflow/cim/_kernel_core.pxi" in files["map"]  # the compiled kernel's included source

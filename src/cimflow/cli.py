@@ -18,6 +18,7 @@ from cimflow.errors import CimflowError
 from cimflow.methods import built_by
 
 COMPRESSION_STAGES = ("admm_prune", "admm_quantize", "admm_binarize", "magnitude_prune")
+ADAPTATION_STAGES = ("dann_train", "admp_prune", "channel_prune")
 
 
 def _seed(text: str) -> int:
@@ -66,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("prepare", help="read a data set, write train/validation/test tensors and a manifest")
     p.add_argument("--task", required=True)
+    p = add("prepare_target", help="a domain-adaptation task's unlabeled target train/validation tensors")
+    p.add_argument("--task", required=True)
     add("calibrate", help="ADC correction tables and sign trim of the simulated chip")
     for name, text in (("train", "train a task's model"), ("export", "post-training int8 export"),
                        ("evaluate", "float/int8 accuracy, size and MACs"),
@@ -79,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
                        ("admm_quantize", "ADMM quantization of the pruned model"),
                        ("admm_binarize", "ADMM binarization of the baseline"),
                        ("magnitude_prune", "magnitude pruning at the ADMM ratios and budget")):
+        p = add(name, help=text)
+        seeded(p)
+        p.add_argument("--method", required=True, choices=built_by(name))
+    for name, text in (("dann_train", "the unpruned UDA teacher: DANN on labeled source + unlabeled target"),
+                       ("admp_prune", "ADMP: adversarial double-mask channel pruning of the teacher"),
+                       ("channel_prune", "L1 channel pruning, then KD (adapt-then-prune) or DANN (prune-then-adapt)")):
         p = add(name, help=text)
         seeded(p)
         p.add_argument("--method", required=True, choices=built_by(name))
@@ -137,6 +146,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cimflow.stages import compress
 
         compress.run(args.command, args.task, args.method, args.seed, args.params)
+        return 0
+    if args.command in ADAPTATION_STAGES:
+        from cimflow.stages import adapt
+
+        adapt.run(args.command, args.task, args.method, args.seed, args.params)
+        return 0
+    if args.command == "prepare_target":
+        from cimflow.stages import prepare
+
+        prepare.run_target(args.task, args.params)
         return 0
     from importlib import import_module
 

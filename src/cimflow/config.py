@@ -15,8 +15,11 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from cimflow.compress.admm.params import AdmmTaskParams
+from cimflow.compress.admp.params import AdmpTaskParams
 from cimflow.compress.dynasty.params import DynastyParams
 from cimflow.errors import ParamsError
+from cimflow.methods import METHODS as METHOD_TABLE
+from cimflow.methods import for_kind
 from cimflow.params.cim import METHODS, CimParams
 from cimflow.params.data import SOURCES, DataSource
 from cimflow.params.evaluate import EvaluateParams
@@ -27,6 +30,7 @@ from cimflow.schema import Seed, StrictModel
 
 PARAMS_FILE = Path("params.yaml")
 ADMM_METHODS = {"admm_prune", "admm_quant", "admm_binary", "magnitude_one_shot", "magnitude_iterative"}
+ADMP_METHODS = {"dann", "admp", "adapt_then_prune", "prune_then_adapt"}
 
 
 class Params(StrictModel):
@@ -37,6 +41,7 @@ class Params(StrictModel):
     data: dict[str, DataSource]
     train: dict[str, TrainParams]
     admm: dict[str, AdmmTaskParams]
+    admp: dict[str, AdmpTaskParams]
     dynasty: DynastyParams
     export: ExportParams
     cim: CimParams
@@ -48,6 +53,14 @@ class Params(StrictModel):
         """The cim.sweep models this run builds (a run of other methods sweeps none)."""
         return [m for m in self.cim.sweep.methods if m in self.methods]
 
+    def kind(self, task: str) -> str:
+        """The task's kind (classification, domain_adaptation), from its data source."""
+        return self.data[task].kind
+
+    def task_methods(self, task: str) -> list[str]:
+        """The listed methods that run on ``task`` (those made for its kind), in list order."""
+        return for_kind(self.methods, self.kind(task))
+
     @model_validator(mode="after")
     def _tasks_are_defined(self) -> Params:
         for i, task in enumerate(self.tasks):
@@ -58,10 +71,16 @@ class Params(StrictModel):
                         f"tasks[{i}] = {task!r} has no '{section}.{task}' entry "
                         f"(defined: {defined})"
                     )
-        if ADMM_METHODS & set(self.methods):
-            for i, task in enumerate(self.tasks):
-                if task not in self.admm:
-                    raise ValueError(f"tasks[{i}] = {task!r} has no 'admm.{task}' entry, needed by the ADMM methods")
+        for i, task in enumerate(self.tasks):
+            runs = self.task_methods(task)
+            if not runs:
+                raise ValueError(f"tasks[{i}] = {task!r} is a {self.kind(task)} task and none of methods "
+                                 f"{self.methods} runs on it (those that do: "
+                                 f"{for_kind(list(METHOD_TABLE), self.kind(task))})")
+            for section, needs in (("admm", ADMM_METHODS), ("admp", ADMP_METHODS)):
+                if needs & set(runs) and task not in getattr(self, section):
+                    raise ValueError(f"tasks[{i}] = {task!r} has no '{section}.{task}' entry, needed by "
+                                     f"{sorted(needs & set(runs))}")
         if len(set(self.tasks)) != len(self.tasks):
             raise ValueError(f"tasks lists a task twice: {self.tasks}")
         if len(set(self.seeds)) != len(self.seeds):

@@ -2,11 +2,14 @@
 
 The metadata carries the model reference (module or file, class and arguments; see
 cimflow.modelref), the task-derived constructor arguments and the input preprocessing, so later stages rebuild the exact network without reading params.yaml
-sections that belong to training (keeping DVC's dependency lists honest).
+sections that belong to training (keeping DVC's dependency lists honest). A model whose
+channels were removed (structured pruning, cimflow.shrink) also records each shrunk
+layer's width: the network is rebuilt at full size, cut to those widths, then loaded.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from torch import nn
 from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
 from cimflow.modelref import ModelRef
 from cimflow.preprocess import Preprocessor
+from cimflow.shrink import ShrinkError, shrink
 
 MODEL_FORMAT = "cimflow-model-v2"
 
@@ -30,9 +34,21 @@ class ModelSpec:
     num_classes: int
     prep: Preprocessor
     class_names: tuple[str, ...]
+    widths: tuple[tuple[str, int], ...] = ()
+    """(layer, output channels) of every layer narrower than the reference builds it."""
 
     def build(self) -> nn.Module:
-        return self.model.build(self.in_channels, self.num_classes, self.prep.input_size)
+        model = self.model.build(self.in_channels, self.num_classes, self.prep.input_size)
+        if not self.widths:
+            return model
+        return shrink(model, {layer: torch.arange(_width(model, layer)) < kept for layer, kept in self.widths})
+
+    def shrunk(self, model: nn.Module) -> ModelSpec:
+        """This spec for ``model``, a shrunk copy of the network it describes."""
+        full = self.model.build(self.in_channels, self.num_classes, self.prep.input_size)
+        widths = tuple((name, _width(model, name)) for name, module in full.named_modules()
+                       if isinstance(module, (nn.Conv2d, nn.Linear)) and _width(model, name) != _width(full, name))
+        return dataclasses.replace(self, widths=widths)
 
     def to_metadata(self) -> dict[str, str]:
         return {
@@ -43,6 +59,7 @@ class ModelSpec:
             "mean": json.dumps(list(self.prep.mean)),
             "std": json.dumps(list(self.prep.std)),
             "class_names": json.dumps(list(self.class_names)),
+            **({"widths": json.dumps(dict(self.widths))} if self.widths else {}),
         }
 
     @classmethod
@@ -55,9 +72,15 @@ class ModelSpec:
                 int(meta["num_classes"]),
                 prep,
                 tuple(json.loads(meta["class_names"])),
+                tuple((str(k), int(v)) for k, v in json.loads(meta.get("widths", "{}")).items()),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path}: model metadata incomplete or malformed ({exc!r})") from exc
+
+
+def _width(model: nn.Module, layer: str) -> int:
+    module = model.get_submodule(layer)
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, spec: ModelSpec) -> None:
@@ -70,7 +93,11 @@ def load_model(path: str | os.PathLike) -> tuple[nn.Module, ModelSpec]:
     if meta.get("format") != MODEL_FORMAT:
         raise ArtifactError(f"{path}: not a cimflow float model (format={meta.get('format')!r})")
     spec = ModelSpec.from_metadata(meta, path)
-    model = spec.build()
+    try:
+        model = spec.build()
+    except (ShrinkError, AttributeError) as exc:
+        raise ArtifactError(f"{path}: its layer widths {dict(spec.widths)} do not fit a {spec.model.class_name} "
+                            f"({exc})") from exc
     try:
         model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
     except RuntimeError as exc:

@@ -113,14 +113,14 @@ def _paired_row(task: str, method: str, against: str, p: Paired) -> dict:
             "low": p.low, "high": p.high}
 
 
-def _pct(mean: float, std: float) -> str:
+def percent(mean: float, std: float) -> str:
     return f"{100 * mean:.2f}%" if math.isnan(std) else f"{100 * mean:.2f} ± {100 * std:.2f}%"
 
 
 def _format_summary(frame: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame({"task": frame["task"], "method": frame["method"], "seeds": frame["seeds"]})
     for col, label in (("float_accuracy", "float acc."), ("int8_accuracy", "int8 acc.")):
-        shown[label] = [_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+        shown[label] = [percent(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
     shown["weight compression"] = frame["weight_compression"].map(lambda v: f"{v:.1f}x")
     for col, label in (("parameters", "params"), ("nonzero_parameters", "non-zero"), ("macs", "MACs"),
                        ("float_bytes", "float bytes"), ("int8_bytes", "int8 bytes"),
@@ -154,7 +154,7 @@ def _format_cim(frame: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame({"task": frame["task"], "method": frame["method"], "seeds": frame["seeds"]})
     for col, label in (("int8_accuracy", "int8 digital"), ("cim_uncalibrated_accuracy", "CiM uncalibrated"),
                        ("cim_calibrated_accuracy", "CiM calibrated")):
-        shown[label] = [_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+        shown[label] = [percent(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
     shown["energy/inference"] = frame["energy_per_inference_j"].map(lambda v: f"{v * 1e9:.2f} nJ")
     shown["latency/inference"] = frame["latency_per_inference_s"].map(lambda v: f"{v * 1e6:.1f} us")
     shown["GOPS"] = frame["gops"].map(lambda v: f"{v:.1f}")
@@ -349,7 +349,7 @@ def plot_training(histories: dict[str, pd.DataFrame], out: Path, dpi: int) -> No
         runs.setdefault(key.rpartition("/")[0], []).append(hist)
     for label, hists in sorted(runs.items()):
         stats_by_epoch = pd.concat(hists).groupby("epoch")
-        mean, low, high = stats_by_epoch.mean(), stats_by_epoch.min(), stats_by_epoch.max()
+        mean, low, high = (stats_by_epoch[["train_loss", "val_loss", "val_accuracy"]].agg(f) for f in ("mean", "min", "max"))
         epochs = mean.index.to_numpy()
         suffix = f" ({len(hists)} seeds)" if len(hists) > 1 else ""
         line = loss_ax.plot(epochs, mean["train_loss"], label=f"{label} train{suffix}")[0]
@@ -377,7 +377,7 @@ def _format_dynasty(frame: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame({"task": frame["task"], "method": frame["method"], "seeds": frame["seeds"]})
     for col, label in (("val_accuracy_on_maps", "val acc. on its maps"), ("float_accuracy", "test fp32"),
                        ("int8_accuracy", "test int8")):
-        shown[label] = [_pct(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
+        shown[label] = [percent(m, s) for m, s in zip(frame[col], frame[f"{col}_std"], strict=True)]
     for col, label in (("modeled_speedup", "speedup (bit-exact)"), ("modeled_energy_reduction", "energy (bit-exact)"),
                        ("modeled_speedup_brick", "speedup (2b bricks)"),
                        ("modeled_energy_reduction_brick", "energy (2b bricks)")):

@@ -68,12 +68,16 @@ def exact_codes(wildcards):
 
 def report_outputs():
     return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
-            layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS]
+            layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS,
+            layout.PLOT_DOMAIN]
 
 
 def _every(pattern, methods=None):
+    """``pattern`` for every (task, seed, method) the run builds: each task runs the listed
+    methods made for its kind (cimflow.methods)."""
     methods = config["methods"] if methods is None else methods
-    return expand(pattern, task=config["tasks"], seed=config["seeds"], method=methods)
+    return [pattern.format(task=task, seed=seed, method=method) for task in config["tasks"]
+            for seed in config["seeds"] for method in _run_params.task_methods(task) if method in methods]
 
 
 def run_metrics():
@@ -86,6 +90,10 @@ def run_histories():
 
 def run_steps():
     return _every(layout.STEPS, writing(layout.STEPS, config["methods"]))
+
+
+def run_periods():
+    return _every(layout.PERIODS, writing(layout.PERIODS, config["methods"]))
 
 
 def run_dynasty():

@@ -1,5 +1,5 @@
 # One rule per method, made from the method table (cimflow.methods): which stage builds
-# it, the source artifacts it reads and the artifacts it writes. Adding a method there
+# it, the prepared data and source artifacts it reads and the artifacts it writes. Adding a method there
 # adds its rule here; this file does not change.
 from pathlib import Path
 
@@ -12,8 +12,7 @@ for _method in METHODS.values():
             _method.name
         input:
             code=code(_method.stage),
-            train=layout.PREPARED_TRAIN,
-            val=layout.PREPARED_VAL,
+            **{Path(p).stem: p for p in _method.data},
             **source_inputs(_method.name),
         output:
             **{Path(p).stem: layout.for_method(p, _method.name) for p in _method.outputs},

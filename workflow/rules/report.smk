@@ -4,6 +4,7 @@ rule report:
         metrics=run_metrics(),
         histories=run_histories(),
         steps=run_steps(),
+        periods=run_periods(),
         dynasty=run_dynasty(),
         cim_metrics=run_cim_metrics(),
         cim_layers=run_cim_layers(),
@@ -17,6 +18,7 @@ rule report:
         cim_layers=layout.PLOT_CIM_LAYERS,
         compression=layout.PLOT_COMPRESSION,
         bitwidths=layout.PLOT_BITWIDTHS,
+        domain=layout.PLOT_DOMAIN,
     params:
         values=stage_params("report"),
     log:

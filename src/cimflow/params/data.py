@@ -1,11 +1,16 @@
-"""Schema of params.yaml ``data.<task>``: where a task's images come from and how they split."""
+"""Schema of params.yaml ``data.<task>``: where a task's images come from and how they split.
+
+The source also fixes the task's kind: a classification task has one labeled domain; a
+domain-adaptation task has a labeled source, an unlabeled target train split and a labeled
+target test split (cimflow.data.domains), and runs the methods made for that kind."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
+from cimflow.methods import CLASSIFICATION, DOMAIN_ADAPTATION
 from cimflow.schema import Fraction, Seed, StrictModel
 
 
@@ -17,6 +22,15 @@ class _Split(StrictModel):
 
     val_fraction: Fraction
     split_seed: Seed
+    kind: ClassVar[str] = CLASSIFICATION
+
+
+class _DomainPair(_Split):
+    """A source and a target domain. ``val_fraction`` carves the source validation split and,
+    from the unlabeled target train split, a target validation split (for label-free proxies
+    only); ``test_fraction`` splits each domain the source does not split itself."""
+
+    kind: ClassVar[str] = DOMAIN_ADAPTATION
 
 
 class SklearnDigits(_Split):
@@ -45,9 +59,30 @@ class Cifar10Binary(_Split):
     path: str
 
 
+class DigitsShift(_DomainPair):
+    source: Literal["digits_shift"]
+    test_fraction: Fraction
+
+
+class MnistUsps(_DomainPair):
+    source: Literal["mnist_usps"]
+    mnist_path: str
+    usps_path: str
+    test_fraction: Fraction  # of MNIST, held out as the source test split; USPS keeps its official one
+
+
+class OfficeFolder(_DomainPair):
+    source: Literal["office_folder"]
+    path: str
+    source_domain: str
+    target_domain: str
+    image_size: Annotated[int, Field(ge=8, le=512)]
+    test_fraction: Fraction
+
+
 DataSource = Annotated[
-    SklearnDigits | MnistIdx | UspsH5 | Cifar10Folder | Cifar10Binary,
+    SklearnDigits | MnistIdx | UspsH5 | Cifar10Folder | Cifar10Binary | DigitsShift | MnistUsps | OfficeFolder,
     Field(discriminator="source"),
 ]
 
-SOURCES = (SklearnDigits, MnistIdx, UspsH5, Cifar10Folder, Cifar10Binary)
+SOURCES = (SklearnDigits, MnistIdx, UspsH5, Cifar10Folder, Cifar10Binary, DigitsShift, MnistUsps, OfficeFolder)

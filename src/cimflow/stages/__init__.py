@@ -31,12 +31,16 @@ STAGES = {
     s.name: s
     for s in (
         Stage("prepare", ("threads", "data.{task}"), runs_model=False),
+        Stage("prepare_target", ("data.{task}",), "prepare", runs_model=False),
         Stage("train", ("threads", "train.{task}")),
         Stage("admm_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
         Stage("admm_quantize", ("threads", "train.{task}", "admm.{task}.quantize"), "compress"),
         Stage("admm_binarize", ("threads", "train.{task}", "admm.{task}.binarize"), "compress"),
         Stage("magnitude_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
         Stage("dynasty_train", ("threads", "train.{task}", "dynasty")),
+        Stage("dann_train", ("threads", "train.{task}", "admp.{task}.dann"), "adapt"),
+        Stage("admp_prune", ("threads", "train.{task}", "admp.{task}"), "adapt"),
+        Stage("channel_prune", ("threads", "train.{task}", "admp.{task}"), "adapt"),
         Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
         Stage("calibrate", ("cim.macro", "cim.measured_inl", "cim.chip_seed", "cim.calibration"), runs_model=False),

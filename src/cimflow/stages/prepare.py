@@ -1,4 +1,12 @@
-"""Stage `prepare`: read a raw data set and write train/validation/test tensors plus a manifest."""
+"""Stages `prepare` and `prepare_target`: read a raw data set and write its splits.
+
+``prepare`` writes train/validation/test tensors plus a manifest for every task. On a
+domain-adaptation task train and validation are the labeled source and test is the
+labeled *target* test split, so every later stage (export, evaluation, the chip) works
+unchanged and measures what the method is for. ``prepare_target`` writes that task's
+unlabeled target train and validation splits: their labels are dropped here, before
+anything is written, so no training stage can read them.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +19,39 @@ from cimflow.artifacts import arrays_sha256, save_table
 from cimflow.config import Params
 from cimflow.data.cifar10 import load_cifar10_binary, load_cifar10_folder
 from cimflow.data.digits import load_digits
+from cimflow.data.domains import (
+    DomainPair,
+    load_digits_shift,
+    load_mnist_usps,
+    load_office_folder,
+)
 from cimflow.data.mnist import load_mnist_idx
-from cimflow.data.split import Split, carve_validation
+from cimflow.data.split import DataError, Split, carve_validation
 from cimflow.data.usps import load_usps_h5
+from cimflow.methods import DOMAIN_ADAPTATION
 from cimflow.stages.common import outputs_exist, save_split, stage_params
 
 
-def load_source(params: Params, task: str) -> tuple[Split, Split]:
-    """The source's (train, test) split: its official one, or a seeded stratified one."""
+def load_pair(params: Params, task: str) -> DomainPair:
+    """A domain-adaptation task's four splits."""
     cfg = params.data[task]
+    if cfg.source == "digits_shift":
+        return load_digits_shift(cfg.test_fraction, cfg.split_seed)
+    if cfg.source == "mnist_usps":
+        return load_mnist_usps(Path(cfg.mnist_path), Path(cfg.usps_path), cfg.test_fraction, cfg.split_seed)
+    if cfg.source == "office_folder":
+        return load_office_folder(Path(cfg.path), cfg.source_domain, cfg.target_domain, cfg.image_size,
+                                  cfg.test_fraction, cfg.split_seed)
+    raise DataError(f"data.{task}: source {cfg.source!r} is not a domain pair (a {cfg.kind} task has no target)")
+
+
+def load_source(params: Params, task: str) -> tuple[Split, Split]:
+    """The task's labeled (train, test) split: its official one, or a seeded stratified
+    one; for a domain pair, the source train and the target test split."""
+    cfg = params.data[task]
+    if cfg.kind == DOMAIN_ADAPTATION:
+        pair = load_pair(params, task)
+        return pair.source_train, pair.target_test
     if cfg.source == "sklearn_digits":
         return load_digits(cfg.test_fraction, cfg.split_seed)
     if cfg.source == "mnist_idx":
@@ -67,4 +99,17 @@ def run(task: str, params_file: Path) -> None:
         save_table(outs[3], table)
         run_.log_metrics({f"{name}_samples": len(split.labels) for name, split in splits.items()}
                          | {"classes": len(train.class_names)})
+        run_.log_outputs(outputs_exist(outs))
+
+
+def run_target(task: str, params_file: Path) -> None:
+    """Stage `prepare_target`: the unlabeled target train split, less a validation part."""
+    params, values = stage_params("prepare_target", params_file, task=task)
+    cfg = params.data[task]
+    target, target_val = carve_validation(load_pair(params, task).unlabeled(), cfg.val_fraction, cfg.split_seed)
+    outs = [layout.path(p, task=task) for p in (layout.TARGET_TRAIN, layout.TARGET_VAL)]
+    with tracking.stage_run("prepare_target", values, [], task=task) as run_:
+        for path, split in zip(outs, (target, target_val), strict=True):
+            save_split(path, split, cfg.source)
+        run_.log_metrics({"target_train_samples": len(target.labels), "target_val_samples": len(target_val.labels)})
         run_.log_outputs(outputs_exist(outs))

@@ -7,6 +7,6 @@ student measures domain divergence. Each prunable layer carries two masks (``mas
 soft one, sigmoid of learnable scores, that plays the adversary (it seeks target inputs
 where student and teacher disagree), and a relaxed hard one tied by ADMM to a binary
 top-k mask at the target channel ratio. The pruned channels are then removed for real
-(``shrink``), so parameter counts, MACs and the chip's tiles come from the smaller layers.
+(``cimflow.shrink``), so parameter counts, MACs and the chip's tiles come from the smaller layers.
 Kept import-light for params validation.
 """

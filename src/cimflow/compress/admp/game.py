@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cimflow.compress.admp.masks import MaskedModel
+from cimflow.compress.admp.params import GameParams
 from cimflow.train import Hook, TrainState
 
 
@@ -70,10 +71,16 @@ def discrepancy(student: Tensor, teacher: Tensor) -> Tensor:
 class AdmpHook(Hook):
     """Runs the double-mask game on ``masked`` (the student) against a frozen ``teacher``."""
 
-    def __init__(self, teacher: nn.Module, masked: MaskedModel, settings: GameSettings) -> None:
+    def __init__(self, teacher: nn.Module, masked: MaskedModel, settings: GameSettings,
+                 proxy_images: Tensor | None = None) -> None:
+        """``proxy_images``: preprocessed unlabeled target-validation images, on which each
+        period records the label-free proxies (teacher agreement and discrepancy)."""
         self.teacher, self.masked, self.settings = teacher, masked, settings
+        self.proxy_images = proxy_images
         self.rho = settings.rho
         self.periods: list[dict[str, float]] = []
+        self.snapshots: dict[str, Tensor] = {}
+        """Every period's masks after its ADMM step: ``period{k}/{layer}/{hard,soft,target}``."""
         self._teacher_target: Tensor | None = None
         self._labels: Tensor | None = None
         self._sums: dict[str, float] = {}
@@ -141,13 +148,40 @@ class AdmpHook(Hook):
             "discrepancy": self._sums["discrepancy"] / batches,
             "adversary_discrepancy": self._sums["adversary_discrepancy"] / batches,
             "source_val_accuracy": metrics["val_accuracy"],
+            **self._proxies(state),
         }
         if (state.epoch + 1) % self.settings.admm_every == 0:
             for mask in masks:
                 mask.admm_step()
             self.rho *= self.settings.rho_growth
         self.periods.append(row)
+        for name in self.masked.chains:
+            mask = self.masked.mask(name)
+            for part, values in (("hard", mask.hard), ("soft", mask.soft()), ("target", mask.target)):
+                self.snapshots[f"period{len(self.periods)}/{name}/{part}"] = values.detach().cpu().clone()
         metrics.update({k: v for k, v in row.items() if k not in ("epoch", "source_val_accuracy")})
+
+    @torch.no_grad()
+    def _proxies(self, state: TrainState) -> dict[str, float]:
+        """Teacher agreement and discrepancy of the hard-masked student on target validation."""
+        if self.proxy_images is None:
+            return {}
+        was_training = state.model.training
+        state.model.eval()
+        student, teacher = [], []
+        for batch in self.proxy_images.split(500):
+            batch = batch.to(state.device)
+            student.append(state.model(batch))
+            teacher.append(self.teacher(batch))
+        state.model.train(was_training)
+        s, t = torch.cat(student), torch.cat(teacher)
+        return {"target_val_agreement": float((s.argmax(1) == t.argmax(1)).float().mean()),
+                "target_val_discrepancy": float(discrepancy(s, t))}
+
+
+def settings_from(game: GameParams) -> GameSettings:
+    """The game's settings from params.yaml ``admp.<task>.game``."""
+    return GameSettings(**game.model_dump(exclude={"epochs", "lr"}))
 
 
 class DistillHook(Hook):

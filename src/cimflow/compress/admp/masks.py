@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from cimflow.compress.admm.projections import kept_count, top_k_mask
-from cimflow.compress.admp.shrink import ChannelChain
+from cimflow.shrink import ChannelChain
 
 SOFT_INIT = 4.0
 """Initial soft-mask score. All scores equal, so the mean-1 soft mask starts at exactly 1;
