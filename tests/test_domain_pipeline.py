@@ -20,6 +20,7 @@ from cimflow.compress.admm.projections import kept_count
 from cimflow.compress.admp import method as procedures
 from cimflow.config import ParamsError, load_params, parse_params
 from cimflow.data.domains import UNLABELED
+from cimflow.data.split import DataError
 from cimflow.evaluate import count_parameters
 from cimflow.methods import DOMAIN_ADAPTATION, METHODS
 from cimflow.modelio import MODEL_FORMAT, ModelSpec, load_model, save_model
@@ -89,7 +90,7 @@ def test_target_splits_carry_no_label_and_the_test_split_is_the_targets(prepared
 
 
 def test_prepare_target_refuses_a_classification_task(prepared):
-    with pytest.raises(Exception, match="not a domain pair"):
+    with pytest.raises(DataError, match="not a domain pair"):
         prepare.run_target("digits", prepared)
 
 

@@ -62,12 +62,13 @@ def _recipe(base: TrainParams, epochs: int, lr: float) -> TrainParams:
     return base.model_copy(update={"epochs": epochs, "lr": lr, "warmup_epochs": 0})
 
 
-def _fit(model: nn.Module, data: DomainData, recipe: TrainParams, seed: int, hooks: list, adapt: bool,
-         phase: str, after: int = 0) -> list[dict[str, float]]:
-    """One phase through the shared loop; its epochs numbered on from ``after``."""
+def _fit(model: nn.Module, data: DomainData, recipe: TrainParams, seed: int, hooks: list, phase: str,
+         after: int = 0) -> list[dict[str, float]]:
+    """One phase through the shared loop, with unlabeled target batches; its epochs
+    numbered on from ``after``."""
     history = train(model, data.source_train.images, data.source_train.labels, data.source_val.images,
                     data.source_val.labels, data.prep, recipe, seed, hooks, data.device,
-                    data.target_train.images if adapt else None)
+                    data.target_train.images)
     return [{**row, "phase": phase, "epoch": row["epoch"] + after} for row in history]
 
 
@@ -83,7 +84,7 @@ def l1_keep(model: nn.Module, ratio: float) -> dict[str, Tensor]:
 
 def train_teacher(model: nn.Module, data: DomainData, base: TrainParams, cfg: AdmpTaskParams,
                   seed: int) -> list[dict[str, float]]:
-    return _fit(model, data, base, seed, [DannHook(cfg.dann.weight, cfg.dann.hidden)], True, "dann")
+    return _fit(model, data, base, seed, [DannHook(cfg.dann.weight, cfg.dann.hidden)], "dann")
 
 
 def admp(teacher: nn.Module, data: DomainData, base: TrainParams, cfg: AdmpTaskParams, seed: int) -> Pruned:
@@ -92,14 +93,14 @@ def admp(teacher: nn.Module, data: DomainData, base: TrainParams, cfg: AdmpTaskP
     student = copy.deepcopy(teacher).requires_grad_(True)  # the teacher may already be frozen
     masked = MaskedModel(student, channel_chains(student), cfg.ratio)
     hook = AdmpHook(teacher, masked, settings, data.prep(data.target_val.images))
-    history = _fit(student, data, _recipe(base, cfg.game.epochs, cfg.game.lr), seed, [hook], True, "game")
+    history = _fit(student, data, _recipe(base, cfg.game.epochs, cfg.game.lr), seed, [hook], "game")
     for mask in masked.masks.values():
         mask.harden()
     keep = masked.keep()
     masked.remove()
     small = shrink(student, keep)
     history += _fit(small, data, _recipe(base, cfg.finetune.epochs, cfg.finetune.lr), seed,
-                    [DistillHook(teacher, settings)], True, "finetune", after=cfg.game.epochs)
+                    [DistillHook(teacher, settings)], "finetune", after=cfg.game.epochs)
     return Pruned(small, keep, history, hook.periods, hook.snapshots)
 
 
@@ -114,7 +115,7 @@ def adapt_then_prune(teacher: nn.Module, data: DomainData, base: TrainParams, cf
     keep = l1_keep(teacher, cfg.ratio)
     small = shrink(teacher, keep).requires_grad_(True)
     hook = DistillHook(teacher, settings_from(cfg.game))
-    history = _fit(small, data, _recipe(base, budget(cfg), cfg.baseline_lr), seed, [hook], True, "finetune")
+    history = _fit(small, data, _recipe(base, budget(cfg), cfg.baseline_lr), seed, [hook], "finetune")
     return Pruned(small, keep, history)
 
 
@@ -123,7 +124,7 @@ def prune_then_adapt(source_only: nn.Module, data: DomainData, base: TrainParams
     keep = l1_keep(source_only, cfg.ratio)
     small = shrink(source_only, keep)
     hook = DannHook(cfg.dann.weight, cfg.dann.hidden)
-    history = _fit(small, data, _recipe(base, budget(cfg), cfg.baseline_lr), seed, [hook], True, "dann")
+    history = _fit(small, data, _recipe(base, budget(cfg), cfg.baseline_lr), seed, [hook], "dann")
     return Pruned(small, keep, history)
 
 
