@@ -66,6 +66,17 @@ def domain_smoke_params(raw: dict) -> dict:
     return raw
 
 
+def sr_smoke_params(raw: dict) -> dict:
+    """The smoke params with only the embedded super-resolution task and its methods, in seconds."""
+    raw = smoke_params(raw)
+    raw["tasks"] = ["sr_embedded"]
+    raw["methods"] = ["sr_dense", "featreg"]
+    raw["seeds"] = raw["seeds"][:1]
+    raw["train"]["sr_embedded"] |= {"epochs": 2, "warmup_epochs": 0, "patches_per_epoch": 64, "patch_size": 32}
+    raw["featreg"]["sr_embedded"] |= {"epochs": 1, "levels": [0.5, 0.8]}
+    return raw
+
+
 def copy_project(dest: Path, shrink: Callable[[dict], dict] = smoke_params) -> Path:
     """A copy of the working tree (sources, params, rules, dvc.yaml) without state, its
     params shrunk by ``shrink``."""

@@ -12,7 +12,7 @@ from conftest import ROOT, run
 
 def test_committed_params_are_valid():
     params = load_params(ROOT / "params.yaml")
-    assert params.tasks == ["digits", "digits_shift"]  # make reproduce needs no data files
+    assert params.tasks == ["digits", "digits_shift", "sr_embedded"]  # make reproduce needs no data files
     assert params.train["digits"].model.to_ref() == BUILTIN["lenet5"]
 
 

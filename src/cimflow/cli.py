@@ -15,10 +15,12 @@ from typing import TextIO
 
 from cimflow.config import PARAMS_FILE, load_params
 from cimflow.errors import CimflowError
-from cimflow.methods import built_by
+from cimflow.methods import METHODS, SUPER_RESOLUTION, built_by, for_kind
 
 COMPRESSION_STAGES = ("admm_prune", "admm_quantize", "admm_binarize", "magnitude_prune")
 ADAPTATION_STAGES = ("dann_train", "admp_prune", "channel_prune")
+SR_TRAINING = {"sr_train": "run_train", "featreg_train": "run_featreg"}  # functions of cimflow.stages.sr
+SR_METHODS = for_kind(list(METHODS), SUPER_RESOLUTION)
 
 
 def _seed(text: str) -> int:
@@ -91,11 +93,18 @@ def _parser() -> argparse.ArgumentParser:
         p = add(name, help=text)
         seeded(p)
         p.add_argument("--method", required=True, choices=built_by(name))
+    for name, text in (("sr_train", "the dense super-resolution network (L1 on Y patches)"),
+                       ("featreg_train", "Feature Regularization: per-pixel channel sparsity, one model, every level"),
+                       ("evaluate_sr", "PSNR/SSIM on Y, bicubic baseline, MACs from non-zeros, feature sparsity")):
+        p = add(name, help=text)
+        seeded(p)
+        p.add_argument("--method", required=True, choices=built_by(name) or SR_METHODS)
     p = add("dynasty_train", help="DYNASTY dynamic-precision training (or its uniform 8-bit baseline)")
     seeded(p)
     p.add_argument("--method", required=True, choices=built_by("dynasty_train"))
     p = add("report", help="regenerate reports/ from metrics files")
-    p.add_argument("metrics", nargs="+", type=Path, help="metrics.json files of the run")
+    p.add_argument("metrics", nargs="*", type=Path, help="metrics.json files of the run (accuracy-scored tasks)")
+    p.add_argument("--sr", nargs="*", type=Path, default=[], help="sr_metrics.json files (super-resolution tasks)")
 
     add("check-params", help="validate params.yaml and print the tasks it defines")
     p = add("fingerprint", help="refresh the stages' code fingerprints (results/code/): what each stage runs")
@@ -140,7 +149,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from cimflow.stages import report
 
-        report.run(args.metrics, args.params)
+        report.run(args.metrics, args.params, args.sr)
+        return 0
+    if args.command in SR_TRAINING:
+        from cimflow.stages import sr
+
+        getattr(sr, SR_TRAINING[args.command])(args.task, args.method, args.seed, args.params)
         return 0
     if args.command in COMPRESSION_STAGES:
         from cimflow.stages import compress

@@ -17,20 +17,22 @@ from pydantic import Field, ValidationError, model_validator
 from cimflow.compress.admm.params import AdmmTaskParams
 from cimflow.compress.admp.params import AdmpTaskParams
 from cimflow.compress.dynasty.params import DynastyParams
+from cimflow.compress.featreg.params import FeatRegParams
 from cimflow.errors import ParamsError
 from cimflow.methods import METHODS as METHOD_TABLE
-from cimflow.methods import for_kind
+from cimflow.methods import SUPER_RESOLUTION, for_kind
 from cimflow.params.cim import METHODS, CimParams
 from cimflow.params.data import SOURCES, DataSource
 from cimflow.params.evaluate import EvaluateParams
 from cimflow.params.export import ExportParams
 from cimflow.params.report import ReportParams
-from cimflow.params.train import FILE_REF, MODULE_REF, TrainParams
+from cimflow.params.train import CLASSIFIER, FILE_REF, MODULE_REF, SUPER_RESOLVER, AnyTrainParams, SrTrainParams
 from cimflow.schema import Seed, StrictModel
 
 PARAMS_FILE = Path("params.yaml")
 ADMM_METHODS = {"admm_prune", "admm_quant", "admm_binary", "magnitude_one_shot", "magnitude_iterative"}
 ADMP_METHODS = {"dann", "admp", "adapt_then_prune", "prune_then_adapt"}
+FEATREG_METHODS = {"featreg"}
 
 
 class Params(StrictModel):
@@ -39,9 +41,10 @@ class Params(StrictModel):
     tasks: Annotated[list[str], Field(min_length=1)]
     methods: Annotated[list[Literal[METHODS]], Field(min_length=1)]
     data: dict[str, DataSource]
-    train: dict[str, TrainParams]
+    train: dict[str, AnyTrainParams]
     admm: dict[str, AdmmTaskParams]
     admp: dict[str, AdmpTaskParams]
+    featreg: dict[str, FeatRegParams]
     dynasty: DynastyParams
     export: ExportParams
     cim: CimParams
@@ -54,7 +57,7 @@ class Params(StrictModel):
         return [m for m in self.cim.sweep.methods if m in self.methods]
 
     def kind(self, task: str) -> str:
-        """The task's kind (classification, domain_adaptation), from its data source."""
+        """The task's kind (classification, domain_adaptation, super_resolution), from its data source."""
         return self.data[task].kind
 
     def task_methods(self, task: str) -> list[str]:
@@ -77,7 +80,14 @@ class Params(StrictModel):
                 raise ValueError(f"tasks[{i}] = {task!r} is a {self.kind(task)} task and none of methods "
                                  f"{self.methods} runs on it (those that do: "
                                  f"{for_kind(list(METHOD_TABLE), self.kind(task))})")
-            for section, needs in (("admm", ADMM_METHODS), ("admp", ADMP_METHODS)):
+            super_resolution = self.kind(task) == SUPER_RESOLUTION
+            if super_resolution != isinstance(self.train[task], SrTrainParams):
+                recipe = "super-resolution recipe (with patch_size)" if super_resolution else "classifier recipe"
+                raise ValueError(f"train.{task}: a {self.kind(task)} task needs a {recipe}")
+            if super_resolution and self.train[task].patch_size % self.data[task].scale:
+                raise ValueError(f"train.{task}.patch_size ({self.train[task].patch_size}) is not a multiple of "
+                                 f"data.{task}.scale ({self.data[task].scale})")
+            for section, needs in (("admm", ADMM_METHODS), ("admp", ADMP_METHODS), ("featreg", FEATREG_METHODS)):
                 if needs & set(runs) and task not in getattr(self, section):
                     raise ValueError(f"tasks[{i}] = {task!r} has no '{section}.{task}' entry, needed by "
                                      f"{sorted(needs & set(runs))}")
@@ -88,15 +98,31 @@ class Params(StrictModel):
         return self
 
 
-_UNION_TAGS = {m.model_fields["source"].annotation.__args__[0] for m in SOURCES} | {MODULE_REF, FILE_REF}
+_UNION_TAGS = {m.model_fields["source"].annotation.__args__[0] for m in SOURCES} | {MODULE_REF, FILE_REF, CLASSIFIER,
+                                                                                     SUPER_RESOLVER}
 
 
-def _format_errors(path: Path, exc: ValidationError) -> str:
+def _key_path(raw: Any, loc: tuple) -> str:
+    """An error location as the user's key path: walking the input, a step that names no
+    key of it and is a union tag (e.g. 'mnist_idx') was inserted by pydantic and is dropped,
+    even where a task shares its source's name."""
+    parts, node = [], raw
+    for step in loc:
+        if isinstance(node, dict) and step in node or isinstance(node, list) and isinstance(step, int) \
+                and 0 <= step < len(node):
+            node = node[step]
+        elif step in _UNION_TAGS:
+            continue
+        else:
+            node = None
+        parts.append(str(step))
+    return ".".join(parts) or "<top level>"
+
+
+def _format_errors(path: Path, exc: ValidationError, raw: Any) -> str:
     lines = [f"{path}: {exc.error_count()} invalid value(s)"]
     for err in exc.errors(include_url=False):
-        # Drop the union tag pydantic inserts for discriminated unions (e.g. 'mnist_idx').
-        loc = [str(p) for p in err["loc"] if p not in _UNION_TAGS]
-        key = ".".join(loc) or "<top level>"
+        key = _key_path(raw, err["loc"])
         if err["type"] == "value_error":
             lines.append(f"  {key}: {err['msg'].removeprefix('Value error, ')}")
         elif err["type"] == "extra_forbidden":
@@ -115,7 +141,7 @@ def parse_params(raw: Any, path: Path = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        raise ParamsError(_format_errors(path, exc)) from None
+        raise ParamsError(_format_errors(path, exc, raw)) from None
 
 
 def load_params(path: str | os.PathLike = PARAMS_FILE) -> Params:

@@ -104,9 +104,9 @@ def render(jobs: list[JobSpec]) -> str:
         job.name: {"cmd": job.cmd, "deps": list(job.deps), "params": list(job.params), "outs": list(job.outs)}
         for job in jobs
     }
-    metric_names = (Path(layout.METRICS).name, Path(layout.CIM_METRICS).name)
+    metric_names = (Path(layout.METRICS).name, Path(layout.CIM_METRICS).name, Path(layout.SR_METRICS).name)
     metrics = [out for job in jobs for out in job.outs if Path(out).name in metric_names]
-    plots = [layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP]
+    plots = [layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP, layout.PLOT_SR]
     body = yaml.safe_dump({"stages": stages, "metrics": metrics, "plots": plots}, sort_keys=False, width=1000)
     return HEADER + body
 

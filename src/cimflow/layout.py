@@ -27,6 +27,10 @@ INT8_MODEL = "results/{task}/seed{seed}/{method}/int8.safetensors"
 METRICS = "results/{task}/seed{seed}/{method}/metrics.json"
 CHANNEL_MASKS = "results/{task}/seed{seed}/{method}/channel_masks.safetensors"
 PERIODS = "results/{task}/seed{seed}/{method}/periods.parquet"
+THRESHOLDS = "results/{task}/seed{seed}/{method}/thresholds.parquet"  # feature sparsifier, per layer and level
+SR_METRICS = "results/{task}/seed{seed}/{method}/sr_metrics.json"
+SR_SPARSITY = "results/{task}/seed{seed}/{method}/sparsity.parquet"  # per image, layer and level
+SR_SAMPLES = "results/{task}/seed{seed}/{method}/samples.safetensors"  # crops for the report
 CIM_CODES = "results/cim/calibration_codes.parquet"
 CIM_TRIM = "results/cim/sign_trim.parquet"
 CIM_MAPPING = "results/{task}/seed{seed}/{method}/cim_mapping.parquet"
@@ -42,6 +46,8 @@ PLOT_CIM_LAYERS = "reports/cim_layers.png"
 PLOT_COMPRESSION = "reports/compression.png"
 PLOT_BITWIDTHS = "reports/dynasty_bitwidths.png"
 PLOT_DOMAIN = "reports/domain_pruning.png"
+PLOT_SR = "reports/sr_psnr_vs_macs.png"
+PLOT_SR_CROPS = "reports/sr_crops.png"
 LOG = "logs/{stage}/{job}.log"
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from cimflow import layout
 
 CLASSIFICATION, DOMAIN_ADAPTATION = "classification", "domain_adaptation"  # task kinds (cimflow.params.data)
+SUPER_RESOLUTION = "super_resolution"
+LABELLED_KINDS = (CLASSIFICATION, DOMAIN_ADAPTATION)  # kinds scored by accuracy (evaluate, export, the chip)
 _SOURCE_DATA = (layout.PREPARED_TRAIN, layout.PREPARED_VAL)
 _DOMAIN_DATA = (*_SOURCE_DATA, layout.TARGET_TRAIN, layout.TARGET_VAL)
 
@@ -35,6 +37,7 @@ _PRUNED = (layout.MODEL, layout.MASKS, layout.STEPS)
 _QUANTIZED = (layout.MODEL, layout.QUANTIZED, layout.STEPS)
 _CHANNELS = (layout.MODEL, layout.HISTORY, layout.CHANNEL_MASKS)
 _ADAPTS = {"kinds": (DOMAIN_ADAPTATION,), "data": _DOMAIN_DATA}
+_SR = {"kinds": (SUPER_RESOLUTION,)}
 _DYNASTY = (layout.MODEL, layout.HISTORY, layout.BITMAPS, layout.REFRESHES, layout.COST, layout.DYNASTY_SUMMARY)
 
 METHODS: dict[str, Method] = {
@@ -53,6 +56,10 @@ METHODS: dict[str, Method] = {
         Method("admp", "admp_prune", (*_CHANNELS, layout.PERIODS), "dann", "dann", (layout.MODEL,), **_ADAPTS),
         Method("adapt_then_prune", "channel_prune", _CHANNELS, "dann", "dann", (layout.MODEL,), **_ADAPTS),
         Method("prune_then_adapt", "channel_prune", _CHANNELS, "baseline", "dann", (layout.MODEL,), **_ADAPTS),
+        # Super resolution (Feature Regularization): a dense network, then per-pixel channel sparsity.
+        Method("sr_dense", "sr_train", (layout.MODEL, layout.HISTORY), **_SR),
+        Method("featreg", "featreg_train", (layout.MODEL, layout.HISTORY, layout.THRESHOLDS), "sr_dense",
+               "sr_dense", (layout.MODEL,), **_SR),
     )
 }
 

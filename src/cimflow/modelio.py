@@ -36,19 +36,25 @@ class ModelSpec:
     class_names: tuple[str, ...]
     widths: tuple[tuple[str, int], ...] = ()
     """(layer, output channels) of every layer narrower than the reference builds it."""
+    scale: int | None = None
+    """Super-resolution models: the upscaling factor. They take Y / 255 at native size, so
+    ``prep`` (a classifier's resize and normalisation) is the identity and unused."""
 
     def build(self) -> nn.Module:
-        model = self.model.build(self.in_channels, self.num_classes, self.prep.input_size)
+        model = self._full()
         if not self.widths:
             return model
         return shrink(model, {layer: torch.arange(_width(model, layer)) < kept for layer, kept in self.widths})
 
     def shrunk(self, model: nn.Module) -> ModelSpec:
         """This spec for ``model``, a shrunk copy of the network it describes."""
-        full = self.model.build(self.in_channels, self.num_classes, self.prep.input_size)
+        full = self._full()
         widths = tuple((name, _width(model, name)) for name, module in full.named_modules()
                        if isinstance(module, (nn.Conv2d, nn.Linear)) and _width(model, name) != _width(full, name))
         return dataclasses.replace(self, widths=widths)
+
+    def _full(self) -> nn.Module:
+        return self.model.build(self.in_channels, self.num_classes, self.prep.input_size, self.scale)
 
     def to_metadata(self) -> dict[str, str]:
         return {
@@ -60,6 +66,7 @@ class ModelSpec:
             "std": json.dumps(list(self.prep.std)),
             "class_names": json.dumps(list(self.class_names)),
             **({"widths": json.dumps(dict(self.widths))} if self.widths else {}),
+            **({"scale": str(self.scale)} if self.scale is not None else {}),
         }
 
     @classmethod
@@ -73,6 +80,7 @@ class ModelSpec:
                 prep,
                 tuple(json.loads(meta["class_names"])),
                 tuple((str(k), int(v)) for k, v in json.loads(meta.get("widths", "{}")).items()),
+                int(meta["scale"]) if "scale" in meta else None,
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path}: model metadata incomplete or malformed ({exc!r})") from exc

@@ -6,7 +6,8 @@ reads these references without loading a network.
 Built-in models (LeNet-5, ResNet-20) are named the same way as a user's own
 (``{module: cimflow.models.lenet5, class: LeNet5, args: {}}``), so nothing in the
 pipeline knows a model by name. The class is called with the task-derived keywords it
-accepts (``in_channels``, ``num_classes``, ``input_size``) plus ``args``. A file is
+accepts (``in_channels``, ``num_classes``, ``input_size``; ``scale`` on super-resolution
+tasks) plus ``args``. A file is
 imported as code, like any model definition: only point params.yaml at files you trust.
 """
 
@@ -27,7 +28,7 @@ from cimflow.errors import CimflowError
 if TYPE_CHECKING:
     from torch import nn
 
-TASK_ARGUMENTS = ("in_channels", "num_classes", "input_size")
+TASK_ARGUMENTS = ("in_channels", "num_classes", "input_size", "scale")
 
 
 class ModelError(CimflowError):
@@ -69,10 +70,12 @@ class ModelRef:
             raise ModelError(f"{self.where} has no torch.nn.Module class {self.class_name!r}")
         return found
 
-    def build(self, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
+    def build(self, in_channels: int, num_classes: int, input_size: int, scale: int | None = None) -> nn.Module:
         """An instance, given the task-derived keywords its constructor declares plus ``args``."""
         cls = self.load_class()
         task = {"in_channels": in_channels, "num_classes": num_classes, "input_size": input_size}
+        if scale is not None:
+            task["scale"] = scale
         accepted = inspect.signature(cls).parameters
         clash = sorted(set(self.args) & set(TASK_ARGUMENTS))
         if clash:

@@ -13,8 +13,9 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cimflow.params.train import TrainParams
 from cimflow.errors import CimflowError
+from cimflow.params.train import TrainParams
 from cimflow.preprocess import Preprocessor, augment
 
 
@@ -48,6 +49,8 @@ class TrainState:
     target_batch: torch.Tensor | None = None
     """This step's unlabeled target-domain inputs (domain-adaptation tasks only)."""
     extra: dict = field(default_factory=dict)
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    """The task kind's base loss, for hooks that run extra forwards (multi-level training)."""
 
     @property
     def progress(self) -> float:
@@ -141,6 +144,90 @@ def evaluate_model(
     return total_loss / max(len(labels), 1), float((pred == labels).mean()), pred
 
 
+class Objective:
+    """What a task kind supplies to the loop: its batches, its base loss, a running train
+    score and its validation metrics (classification: cross-entropy and accuracy; super
+    resolution: L1 and PSNR, cimflow.sr.objective)."""
+
+    samples: int  # training samples per epoch
+    train_metric: str  # name of the per-sample score summed by ``score`` ("accuracy", "psnr")
+
+    def epoch(self, generator: torch.Generator, batch_size: int,
+              device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+        """One epoch of (inputs, targets, unlabeled target-domain inputs or None), drawn from ``generator``."""
+        raise NotImplementedError
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score(self, outputs: torch.Tensor, targets: torch.Tensor) -> float:
+        """The batch's summed per-sample score (e.g. the number correct)."""
+        raise NotImplementedError
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Metrics on the validation split, keys starting with ``val_``."""
+        raise NotImplementedError
+
+
+@dataclass
+class Classification(Objective):
+    """Labeled images, cross-entropy; optionally unlabeled target-domain images drawn
+    beside each batch (domain adaptation), cycling in their own shuffled order."""
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    prep: Preprocessor
+    crop_padding: int
+    hflip: bool
+    target_images: np.ndarray | None = None
+    train_metric: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        if self.target_images is not None and len(self.target_images) == 0:
+            raise ValueError("target_images is empty: a domain-adaptation run needs unlabeled target images")
+        self.samples = len(self.train_labels)
+
+    def epoch(self, generator, batch_size, device):
+        order = torch.randperm(self.samples, generator=generator).numpy()
+        if self.target_images is not None:
+            target_order = torch.randperm(len(self.target_images), generator=generator).numpy()
+        for b in range(math.ceil(self.samples / batch_size)):
+            idx = np.sort(order[b * batch_size : (b + 1) * batch_size])
+            x = augment(self.prep(self.train_images[idx]), generator, self.crop_padding, self.hflip).to(device)
+            y = torch.as_tensor(self.train_labels[idx], device=device)
+            target = None
+            if self.target_images is not None:
+                tidx = np.sort(np.take(target_order, range(b * batch_size, b * batch_size + len(idx)), mode="wrap"))
+                target = augment(self.prep(self.target_images[tidx]), generator, self.crop_padding,
+                                 self.hflip).to(device)
+            yield x, y, target
+
+    def loss(self, outputs, targets):
+        return F.cross_entropy(outputs, targets)
+
+    def score(self, outputs, targets):
+        return float((outputs.argmax(1) == targets).sum())
+
+    def validate(self, model, device):
+        val_loss, val_acc, _ = evaluate_model(model, self.val_images, self.val_labels, self.prep, 1000, device)
+        return {"val_loss": val_loss, "val_accuracy": val_acc}
+
+
+def sgd(model: nn.Module, params: TrainParams) -> torch.optim.Optimizer:
+    """SGD (Nesterov when momentum > 0); weight decay on weights only, not on biases and norms."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=params.lr,
+        momentum=params.momentum,
+        nesterov=params.momentum > 0,
+    )
+
+
 def train(
     model: nn.Module,
     train_images: np.ndarray,
@@ -154,31 +241,36 @@ def train(
     device: torch.device | None = None,
     target_images: np.ndarray | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place with SGD+Nesterov; returns one metrics dict per epoch.
+    """Train a classifier in place with SGD+Nesterov; returns one metrics dict per epoch.
 
     Each epoch ends with the loss and accuracy on the validation images: every
     decision made during or about training sees those, never the test split.
     ``target_images`` (unlabeled, domain-adaptation tasks): each step also draws a batch
     of them, preprocessed and augmented like the source batch, as ``state.target_batch``
-    for the hooks; they cycle in their own shuffled order.
+    for the hooks.
     """
-    if target_images is not None and len(target_images) == 0:
-        raise ValueError("target_images is empty: a domain-adaptation run needs unlabeled target images")
+    objective = Classification(train_images, train_labels, val_images, val_labels, prep, params.crop_padding,
+                               params.hflip, target_images)
+    return fit(model, objective, params, seed, hooks, device)
+
+
+def fit(
+    model: nn.Module,
+    objective: Objective,
+    params: Any,
+    seed: int,
+    hooks: Sequence[Hook] = (),
+    device: torch.device | None = None,
+    make_optimizer: Callable[[nn.Module, Any], torch.optim.Optimizer] = sgd,
+) -> list[dict[str, float]]:
+    """The loop itself, for any task kind's ``objective``; ``params`` needs ``epochs``,
+    ``batch_size``, ``lr``, ``schedule`` and ``warmup_epochs``."""
     device = device or select_device()
     model.to(device)
     gen = torch.Generator().manual_seed(seed)
-    n = len(train_labels)
-    steps_per_epoch = math.ceil(n / params.batch_size)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": params.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=params.lr,
-        momentum=params.momentum,
-        nesterov=params.momentum > 0,
-    )
-    state = TrainState(model, optimizer, params, device, steps_per_epoch)
+    steps_per_epoch = math.ceil(objective.samples / params.batch_size)
+    optimizer = make_optimizer(model, params)
+    state = TrainState(model, optimizer, params, device, steps_per_epoch, loss_fn=objective.loss)
     for hook in hooks:
         hook.on_train_start(state)
     custom = [s for s in (h.make_scheduler(state) for h in hooks) if s is not None]
@@ -190,25 +282,16 @@ def train(
         for hook in hooks:
             hook.on_epoch_start(state)
         model.train()
-        order = torch.randperm(n, generator=gen).numpy()
-        if target_images is not None:
-            target_order = torch.randperm(len(target_images), generator=gen).numpy()
-        started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{params.epochs}", leave=False, disable=None)
-        for b in bar:
-            idx = np.sort(order[b * params.batch_size : (b + 1) * params.batch_size])
-            x = augment(prep(train_images[idx]), gen, params.crop_padding, params.hflip).to(device)
-            y = torch.as_tensor(train_labels[idx], device=device)
-            state.inputs = x
-            if target_images is not None:
-                tidx = np.sort(np.take(target_order, range(b * params.batch_size, b * params.batch_size + len(idx)),
-                                       mode="wrap"))
-                state.target_batch = augment(prep(target_images[tidx]), gen, params.crop_padding,
-                                             params.hflip).to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+        started, seen, loss_sum, score = time.perf_counter(), 0, 0.0, 0.0
+        batches = objective.epoch(gen, params.batch_size, device)
+        bar = tqdm(batches, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{params.epochs}", leave=False,
+                   disable=None)
+        for b, (x, y, target) in enumerate(bar):
+            state.inputs, state.target_batch = x, target
+            outputs = model(x)
+            loss = objective.loss(outputs, y)
             for hook in hooks:
-                term = hook.extra_loss(state, logits, y)
+                term = hook.extra_loss(state, outputs, y)
                 if term is not None:
                     loss = loss + term
             value = loss.item()
@@ -226,26 +309,26 @@ def train(
             for hook in hooks:
                 hook.after_step(state)
             state.step += 1
-            seen += len(idx)
-            loss_sum += value * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
+            seen += len(x)
+            loss_sum += value * len(x)
+            score += objective.score(outputs.detach(), y)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        val_loss, val_acc, _ = evaluate_model(model, val_images, val_labels, prep, 1000, device)
+        validation = objective.validate(model, device)
         metrics = {
             "epoch": epoch + 1,
             "lr": optimizer.param_groups[0]["lr"],
             "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
+            f"train_{objective.train_metric}": score / seen,
+            **validation,
             "seconds": time.perf_counter() - started,
         }
         for hook in hooks:
             hook.on_epoch_end(state, metrics)
         history.append(metrics)
+        shown = " ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in validation.items())
         print(
             f"epoch {epoch + 1}/{params.epochs}: loss {metrics['train_loss']:.4f} "
-            f"train {metrics['train_accuracy']:.4f} val {val_acc:.4f} ({metrics['seconds']:.1f}s)",
+            f"train {metrics[f'train_{objective.train_metric}']:.4f} val {shown} ({metrics['seconds']:.1f}s)",
             file=sys.stderr,
             flush=True,
         )

@@ -7,7 +7,7 @@ import yaml
 
 from cimflow import layout
 from cimflow.config import load_params, lookup, parse_params
-from cimflow.methods import METHODS, writing
+from cimflow.methods import LABELLED_KINDS, METHODS, SUPER_RESOLUTION, writing
 from cimflow import fingerprint
 from cimflow.stages import STAGES
 
@@ -66,18 +66,30 @@ def exact_codes(wildcards):
     return [str(layout.path(layout.QUANTIZED, **wildcards))] if layout.QUANTIZED in METHODS[wildcards.method].outputs else []
 
 
+def thresholds(wildcards):
+    """The feature sparsifier's thresholds, for methods that write them (Feature Regularization)."""
+    return [str(layout.path(layout.THRESHOLDS, **wildcards))] if layout.THRESHOLDS in METHODS[wildcards.method].outputs else []
+
+
 def report_outputs():
     return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
             layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS,
-            layout.PLOT_DOMAIN]
+            layout.PLOT_DOMAIN, layout.PLOT_SR, layout.PLOT_SR_CROPS]
 
 
-def _every(pattern, methods=None):
-    """``pattern`` for every (task, seed, method) the run builds: each task runs the listed
-    methods made for its kind (cimflow.methods)."""
+def _every(pattern, methods=None, kinds=LABELLED_KINDS):
+    """``pattern`` for every (task, seed, method) the run builds on tasks of ``kinds``: each
+    task runs the listed methods made for its kind (cimflow.methods). Accuracy-scored kinds
+    by default: they are the ones exported to int8 and mapped onto the chip."""
     methods = config["methods"] if methods is None else methods
     return [pattern.format(task=task, seed=seed, method=method) for task in config["tasks"]
+            if _run_params.kind(task) in kinds
             for seed in config["seeds"] for method in _run_params.task_methods(task) if method in methods]
+
+
+def run_sr(pattern):
+    """``pattern`` for every (task, seed, method) of the run's super-resolution tasks."""
+    return _every(pattern, kinds=(SUPER_RESOLUTION,))
 
 
 def run_metrics():
@@ -85,7 +97,7 @@ def run_metrics():
 
 
 def run_histories():
-    return _every(layout.HISTORY, writing(layout.HISTORY, config["methods"]))
+    return _every(layout.HISTORY, writing(layout.HISTORY, config["methods"]), kinds=(*LABELLED_KINDS, SUPER_RESOLUTION))
 
 
 def run_steps():

@@ -40,3 +40,27 @@ rule evaluate:
         "../envs/cimflow.yaml"
     shell:
         "cimflow evaluate --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"
+
+
+rule evaluate_sr:
+    input:
+        code=code("evaluate_sr"),
+        model=layout.MODEL,
+        thresholds=thresholds,
+        test=layout.PREPARED_TEST,
+    output:
+        metrics=layout.SR_METRICS,
+        sparsity=layout.SR_SPARSITY,
+        samples=layout.SR_SAMPLES,
+    params:
+        values=stage_params("evaluate_sr"),
+    log:
+        "logs/evaluate_sr/{task}-{seed}-{method}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow evaluate_sr --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"

@@ -9,6 +9,9 @@ rule report:
         cim_metrics=run_cim_metrics(),
         cim_layers=run_cim_layers(),
         cim_sweeps=run_cim_sweeps(),
+        sr_metrics=run_sr(layout.SR_METRICS),
+        sr_sparsity=run_sr(layout.SR_SPARSITY),
+        sr_samples=run_sr(layout.SR_SAMPLES),
     output:
         markdown=layout.REPORT_MD,
         html=layout.REPORT_HTML,
@@ -19,6 +22,8 @@ rule report:
         compression=layout.PLOT_COMPRESSION,
         bitwidths=layout.PLOT_BITWIDTHS,
         domain=layout.PLOT_DOMAIN,
+        sr=layout.PLOT_SR,
+        sr_crops=layout.PLOT_SR_CROPS,
     params:
         values=stage_params("report"),
     log:
@@ -30,4 +35,4 @@ rule report:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow report {input.metrics} --log {log}"
+        "cimflow report {input.metrics} --sr {input.sr_metrics} --log {log}"

@@ -10,7 +10,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from cimflow.methods import CLASSIFICATION, DOMAIN_ADAPTATION
+from cimflow.methods import CLASSIFICATION, DOMAIN_ADAPTATION, SUPER_RESOLUTION
 from cimflow.schema import Fraction, Seed, StrictModel
 
 
@@ -80,9 +80,35 @@ class OfficeFolder(_DomainPair):
     test_fraction: Fraction
 
 
+class _SuperResolution(_Split):
+    """High-resolution images; the SR protocol makes the low-resolution inputs from them
+    (modcrop to the scale, MATLAB bicubic at 1/scale: cimflow.sr.data.make_pairs).
+    ``val_fraction`` of the training images (whole images, seeded) validate; test images
+    are only evaluated."""
+
+    scale: Literal[2, 3, 4]
+    kind: ClassVar[str] = SUPER_RESOLUTION
+
+
+class SrEmbedded(_SuperResolution):
+    """Photographs that ship inside scikit-image and scikit-learn (cimflow.sr.data.EMBEDDED)."""
+
+    source: Literal["sr_embedded"]
+
+
+class SrFolders(_SuperResolution):
+    """Folders of images: training folders (e.g. T91 and BSD200) and named test sets (Set5, Set14, BSD100)."""
+
+    source: Literal["sr_folders"]
+    train: Annotated[list[str], Field(min_length=1)]
+    test: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]+$")], str], Field(min_length=1)]
+
+
 DataSource = Annotated[
-    SklearnDigits | MnistIdx | UspsH5 | Cifar10Folder | Cifar10Binary | DigitsShift | MnistUsps | OfficeFolder,
+    SklearnDigits | MnistIdx | UspsH5 | Cifar10Folder | Cifar10Binary | DigitsShift | MnistUsps | OfficeFolder
+    | SrEmbedded | SrFolders,
     Field(discriminator="source"),
 ]
 
-SOURCES = (SklearnDigits, MnistIdx, UspsH5, Cifar10Folder, Cifar10Binary, DigitsShift, MnistUsps, OfficeFolder)
+SOURCES = (SklearnDigits, MnistIdx, UspsH5, Cifar10Folder, Cifar10Binary, DigitsShift, MnistUsps, OfficeFolder,
+           SrEmbedded, SrFolders)

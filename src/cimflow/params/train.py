@@ -66,3 +66,33 @@ class TrainParams(StrictModel):
                 f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})"
             )
         return self
+
+
+class SrTrainParams(StrictModel):
+    """A super-resolution network's recipe: Adam on random aligned LR/HR patches (EDSR-style),
+    ``patches_per_epoch`` drawn afresh each epoch with random flips and 90-degree rotations."""
+
+    model: ModelParams
+    epochs: PositiveInt
+    batch_size: PositiveInt
+    patch_size: Annotated[int, Field(ge=8, le=512)]  # HR pixels; a multiple of the task's scale
+    patches_per_epoch: PositiveInt
+    lr: Annotated[float, Field(gt=0.0, le=1.0)]
+    schedule: Literal["cosine", "step"]
+    warmup_epochs: Annotated[int, Field(ge=0)]
+
+    @model_validator(mode="after")
+    def _warmup_shorter_than_training(self) -> SrTrainParams:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})")
+        return self
+
+
+CLASSIFIER, SUPER_RESOLVER = "classifier", "super-resolver"  # union tags of a train entry (dropped in errors)
+
+AnyTrainParams = Annotated[
+    Annotated[TrainParams, Tag(CLASSIFIER)] | Annotated[SrTrainParams, Tag(SUPER_RESOLVER)],
+    Discriminator(lambda raw: SUPER_RESOLVER if (("patch_size" in raw) if isinstance(raw, dict)
+                                                 else isinstance(raw, SrTrainParams)) else CLASSIFIER),
+]
+"""A task's ``train`` entry: a super-resolution recipe has ``patch_size``; the task's kind must match."""

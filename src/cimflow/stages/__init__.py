@@ -41,6 +41,9 @@ STAGES = {
         Stage("dann_train", ("threads", "train.{task}", "admp.{task}.dann"), "adapt"),
         Stage("admp_prune", ("threads", "train.{task}", "admp.{task}"), "adapt"),
         Stage("channel_prune", ("threads", "train.{task}", "admp.{task}"), "adapt"),
+        Stage("sr_train", ("threads", "train.{task}"), "sr"),
+        Stage("featreg_train", ("threads", "train.{task}", "featreg.{task}"), "sr"),
+        Stage("evaluate_sr", ("threads",)),
         Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
         Stage("calibrate", ("cim.macro", "cim.measured_inl", "cim.chip_seed", "cim.calibration"), runs_model=False),
@@ -59,5 +62,5 @@ STAGES = {
 """No stage reads ``seeds``: a seed reaches a job as its ``{seed}`` wildcard (``--seed``),
 so adding a seed adds jobs and reruns none."""
 
-EVALUATION_STAGES = frozenset({"evaluate", "evaluate_cim", "cim_sweep"})
+EVALUATION_STAGES = frozenset({"evaluate", "evaluate_cim", "cim_sweep", "evaluate_sr"})
 """The only stages that may read a task's test split."""

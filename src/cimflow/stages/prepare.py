@@ -28,7 +28,8 @@ from cimflow.data.domains import (
 from cimflow.data.mnist import load_mnist_idx
 from cimflow.data.split import DataError, Split, carve_validation
 from cimflow.data.usps import load_usps_h5
-from cimflow.methods import DOMAIN_ADAPTATION
+from cimflow.methods import DOMAIN_ADAPTATION, SUPER_RESOLUTION
+from cimflow.sr import data as srdata
 from cimflow.stages.common import outputs_exist, save_split, stage_params
 
 
@@ -87,6 +88,10 @@ def manifest(splits: dict[str, Split]) -> pd.DataFrame:
 def run(task: str, params_file: Path) -> None:
     params, values = stage_params("prepare", params_file, task=task)
     cfg = params.data[task]
+    if cfg.kind == SUPER_RESOLUTION:
+        patterns = (layout.PREPARED_TRAIN, layout.PREPARED_VAL, layout.PREPARED_TEST, layout.MANIFEST)
+        prepare_sr(task, params, values, [layout.path(p, task=task) for p in patterns])
+        return
     train, test = load_source(params, task)
     train, val = carve_validation(train, cfg.val_fraction, cfg.split_seed)
     splits = {"train": train, "val": val, "test": test}
@@ -112,4 +117,40 @@ def run_target(task: str, params_file: Path) -> None:
         for path, split in zip(outs, (target, target_val), strict=True):
             save_split(path, split, cfg.source)
         run_.log_metrics({"target_train_samples": len(target.labels), "target_val_samples": len(target_val.labels)})
+        run_.log_outputs(outputs_exist(outs))
+
+
+def load_sr_images(params: Params, task: str) -> tuple[srdata.SrSet, srdata.SrSet, srdata.SrSet]:
+    """(train, validation, test) pairs of a super-resolution task: train and validation are
+    whole training images (validation held out by ``split_seed``), test every named test set."""
+    cfg = params.data[task]
+    if cfg.source == "sr_embedded":
+        training = srdata.load_embedded(srdata.EMBEDDED_TRAIN)
+        tests = {srdata.EMBEDDED_SET: srdata.load_embedded(srdata.EMBEDDED_TEST)}
+    else:
+        training = [im for folder in cfg.train for im in srdata.load_folder(Path(folder))]
+        tests = {name: srdata.load_folder(Path(folder)) for name, folder in cfg.test.items()}
+    train, val = srdata.hold_out(training, cfg.val_fraction, cfg.split_seed)
+    test = [srdata.make_pairs(images, name, cfg.scale) for name, images in tests.items()]
+    merged = srdata.SrSet(tuple(a for t in test for a in t.hr), tuple(a for t in test for a in t.lr),
+                          tuple(a for t in test for a in t.names), tuple(a for t in test for a in t.sets), cfg.scale)
+    return srdata.make_pairs(train, "train", cfg.scale), srdata.make_pairs(val, "val", cfg.scale), merged
+
+
+def sr_manifest(splits: dict[str, srdata.SrSet]) -> pd.DataFrame:
+    """One row per image: split, set, size."""
+    return pd.DataFrame([{"split": split, "set": s, "image": name, "height": hr.shape[0], "width": hr.shape[1],
+                          "scale": data.scale}
+                         for split, data in splits.items()
+                         for s, name, hr in zip(data.sets, data.names, data.hr, strict=True)])
+
+
+def prepare_sr(task: str, params: Params, values: dict, outs: list[Path]) -> None:
+    cfg = params.data[task]
+    splits = dict(zip(("train", "val", "test"), load_sr_images(params, task), strict=True))
+    with tracking.stage_run("prepare", values, [], task=task) as run_:
+        for path, split in zip(outs[:3], splits.values(), strict=True):
+            srdata.save_sr_set(path, split, cfg.source)
+        save_table(outs[3], sr_manifest(splits))
+        run_.log_metrics({f"{name}_images": len(split) for name, split in splits.items()})
         run_.log_outputs(outputs_exist(outs))

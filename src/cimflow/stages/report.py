@@ -1,19 +1,48 @@
-"""Stage `report`: regenerate reports/ from the metrics and histories of a run."""
+"""Stage `report`: regenerate reports/ from the metrics and histories of a run.
+
+Accuracy-scored tasks (classification, domain adaptation) and super-resolution tasks
+each contribute their sections and plots when the run has them; a plot of a kind the run
+lacks says so, so the report's outputs are the same files whatever the tasks."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from cimflow import layout, report, report_domain, tracking
-from cimflow.artifacts import ArtifactError, atomic_path, load_json, load_table, write_text
-from cimflow.methods import METHODS
-from cimflow.stages.common import outputs_exist, stage_params
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cimflow import layout, report, report_domain, report_sr, tracking  # noqa: E402
+from cimflow.artifacts import ArtifactError, atomic_path, load_json, load_table, load_tensors, write_text  # noqa: E402
+from cimflow.config import Params  # noqa: E402
+from cimflow.methods import METHODS  # noqa: E402
+from cimflow.stages.common import outputs_exist, stage_params  # noqa: E402
+
+Section = tuple[str, pd.DataFrame, str]
+Drawing = Callable[[Path], None]
+ACCURACY_PLOTS = (layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS,
+                  layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS, layout.PLOT_DOMAIN)
+SR_PLOTS = (layout.PLOT_SR, layout.PLOT_SR_CROPS)
 
 
-def run(metrics_files: list[Path], params_file: Path) -> None:
-    params, values = stage_params("report", params_file)
+def _placeholder(text: str, dpi: int) -> Drawing:
+    def draw(out: Path) -> None:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.text(0.5, 0.5, text, ha="center", va="center")
+        ax.set_axis_off()
+        fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+        plt.close(fig)
+    return draw
+
+
+def _accuracy_part(metrics_files: list[Path], params: Params) -> tuple[list[Section], list[Drawing], list[Path]]:
+    """Sections, drawings (in ACCURACY_PLOTS order) and input files of the accuracy-scored runs."""
+    dpi = params.report.plot_dpi
     if not metrics_files:
-        raise ArtifactError("report needs at least one metrics.json file")
+        return [], [_placeholder("no accuracy-scored task in this run", dpi)] * len(ACCURACY_PLOTS), []
     metrics = [load_json(p) for p in metrics_files]
     runs = [{"task": m["task"], "seed": m["seed"], "method": m["method"]} for m in metrics]
 
@@ -43,26 +72,60 @@ def run(metrics_files: list[Path], params_file: Path) -> None:
     mappings = {k: load_table(p) for k, p in mapping_files.items()}
     systems = {k: load_table(p) for k, p in system_files.items()}
     bitmaps = {k: load_table(p) for k, p in bitmap_files.items() if k.split("/")[1] == "dynasty"}
-    plots = [Path(p) for p in (layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP,
-                               layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS,
-                               layout.PLOT_DOMAIN)]
     inputs = [*metrics_files, *history_files.values(), *step_files.values(), *cim_files.values(),
               *sweep_files.values(), *mapping_files.values(), *system_files.values(), *dynasty_files.values(),
               *bitmap_files.values(), *period_files.values()]
     sections = report.sections(summary, paired, per_seed, cim, dynasty, confidence)
     sections.append(("Cross-domain channel pruning (ADMP)", report_domain.format_domain(domain), report_domain.NOTE))
+    drawings = [
+        lambda out: report.plot_accuracy_vs_size(summary, out, dpi),
+        lambda out: report.plot_training(histories, out, dpi),
+        lambda out: report.plot_cim_sweep(sweeps, out, dpi),
+        lambda out: report.plot_cim_layers(mappings, systems, out, dpi),
+        lambda out: report.plot_compression(summary, cim, steps, out, dpi),
+        lambda out: report.plot_bitwidths(bitmaps, out, dpi),
+        lambda out: report_domain.plot_domain(domain, periods, out, dpi),
+    ]
+    return sections, drawings, inputs
+
+
+def _sr_part(sr_files: list[Path], params: Params) -> tuple[list[Section], list[Drawing], list[Path]]:
+    """Sections, drawings (in SR_PLOTS order) and input files of the super-resolution runs."""
     dpi = params.report.plot_dpi
-    with tracking.stage_run("report", values, inputs) as run_:
-        drawings = (
-            lambda out: report.plot_accuracy_vs_size(summary, out, dpi),
-            lambda out: report.plot_training(histories, out, dpi),
-            lambda out: report.plot_cim_sweep(sweeps, out, dpi),
-            lambda out: report.plot_cim_layers(mappings, systems, out, dpi),
-            lambda out: report.plot_compression(summary, cim, steps, out, dpi),
-            lambda out: report.plot_bitwidths(bitmaps, out, dpi),
-            lambda out: report_domain.plot_domain(domain, periods, out, dpi),
-        )
-        for plot, draw in zip(plots, drawings, strict=True):
+    if not sr_files:
+        return [], [_placeholder("no super-resolution task in this run", dpi)] * len(SR_PLOTS), []
+    sr_metrics = [load_json(p) for p in sr_files]
+    runs = {f"{m['task']}/{m['method']}/seed{m['seed']}": {"task": m["task"], "seed": m["seed"],
+                                                           "method": m["method"]} for m in sr_metrics}
+    histories = {k: load_table(layout.path(layout.HISTORY, **r)) for k, r in runs.items()}
+    sparsity = {k: load_table(layout.path(layout.SR_SPARSITY, **r)) for k, r in runs.items()}
+    first_seed = {r["task"]: min(o["seed"] for o in runs.values() if o["task"] == r["task"]) for r in runs.values()}
+    samples = {k: load_tensors(layout.path(layout.SR_SAMPLES, **r))[0] for k, r in runs.items()
+               if r["seed"] == first_seed[r["task"]]}
+    summary = report_sr.sr_summary(report_sr.sr_table(sr_metrics))
+    inputs = [*sr_files, *(layout.path(p, **r) for r in runs.values()
+                           for p in (layout.HISTORY, layout.SR_SPARSITY, layout.SR_SAMPLES))]
+    sections = [
+        ("Super resolution: Feature Regularization", report_sr.format_sr(summary), report_sr.NOTE),
+        ("Super resolution: input sparsity per layer", report_sr.layer_table(sparsity),
+         "Share of each convolution's input entries that are exactly zero, mean over test images, per "
+         "level (dense: the ReLU zeros alone). The first convolution sees the image itself."),
+    ]
+    drawings = [lambda out: report_sr.plot_sr(summary, histories, out, dpi),
+                lambda out: report_sr.plot_crops(samples, out, dpi)]
+    return sections, drawings, inputs
+
+
+def run(metrics_files: list[Path], params_file: Path, sr_files: list[Path] = ()) -> None:
+    params, values = stage_params("report", params_file)
+    if not metrics_files and not sr_files:
+        raise ArtifactError("report needs at least one metrics.json or sr_metrics.json file")
+    accuracy_sections, accuracy_drawings, accuracy_inputs = _accuracy_part(list(metrics_files), params)
+    sr_sections, sr_drawings, sr_inputs = _sr_part(list(sr_files), params)
+    sections = accuracy_sections + sr_sections
+    plots = [Path(p) for p in (*ACCURACY_PLOTS, *SR_PLOTS)]
+    with tracking.stage_run("report", values, accuracy_inputs + sr_inputs) as run_:
+        for plot, draw in zip(plots, accuracy_drawings + sr_drawings, strict=True):
             with atomic_path(plot) as tmp:
                 draw(tmp)
         write_text(layout.REPORT_MD, report.render_markdown(params.report.title, sections, plots))

@@ -1,0 +1,1 @@
+"""Feature Regularization: input-dependent per-pixel channel sparsity in a pixel-to-pixel network."""

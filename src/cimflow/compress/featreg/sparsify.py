@@ -1,0 +1,136 @@
+"""Per-pixel channel sparsity on hidden features, at a level chosen per forward pass.
+
+A :class:`Sparsifier` attaches to every ``nn.ReLU`` of a network (whose outputs are the
+next convolution's inputs) and, at pixel p of layer l, keeps only some channels of the
+feature vector F_l[:, p]:
+
+- ``threshold``: entries above the layer's threshold tau_{l,s}. The count kept varies
+  from pixel to pixel with the input (flat regions keep few channels, edges many). In
+  training tau is the batch's s-quantile of the layer's entries, so the realised
+  sparsity is the level by construction, and a running average (``momentum``) of those
+  quantiles is kept for inference; :func:`calibrate` then sets tau_{l,s} from held-out
+  images, layer by layer, which is the controller that makes the sparsity on unseen
+  images track the requested level.
+- ``topk``: the ceil((1 - s) C) largest entries at every pixel.
+
+Dropped entries are multiplied by a detached 0/1 mask: the reconstruction gradient
+reaches only the kept entries (the straight-through rule of the research notes), and
+the regularizer (the dropped magnitude, :attr:`Sparsifier.dropped`) pushes the dropped
+ones to zero, so removing them costs less and less.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+
+class Sparsifier:
+    def __init__(self, model: nn.Module, mode: str, levels: list[float], momentum: float = 0.0) -> None:
+        """``momentum``: of the running thresholds, updated in training only."""
+        self.layers = [name for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
+        if not self.layers:
+            raise ValueError(f"{type(model).__name__} has no nn.ReLU module to sparsify")
+        if mode not in ("threshold", "topk"):
+            raise ValueError(f"mode must be 'threshold' or 'topk', got {mode!r}")
+        self.mode, self.levels, self.momentum = mode, list(levels), momentum
+        self.thresholds = torch.zeros(len(levels), len(self.layers), dtype=torch.float64)
+        self.level: int | None = None  # index into levels; None runs the network dense
+        self.dropped: list[torch.Tensor] = []  # per sparsified layer call: mean dropped magnitude per pixel
+        self.collect: int | None = None  # calibration: the layer whose raw entries to keep
+        self.collected: list[torch.Tensor] = []
+        modules = dict(model.named_modules())
+        self._handles = [modules[name].register_forward_hook(self._hook(i)) for i, name in enumerate(self.layers)]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    def _hook(self, index: int):
+        def sparsify(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+            if self.collect == index:
+                self.collected.append(output.detach().flatten().to(torch.float64))
+                raise _Collected  # the rest of the network does not change this layer's entries
+            if self.level is None or self.collect is not None and index >= self.collect:
+                return output
+            mask = self._mask(index, output, module.training).detach()
+            self.dropped.append((output * ~mask).abs().sum(1).mean())
+            return output * mask
+
+        return sparsify
+
+    def _mask(self, index: int, x: torch.Tensor, training: bool) -> torch.Tensor:
+        level = self.levels[self.level]
+        if self.mode == "topk":
+            keep = max(1, math.ceil((1.0 - level) * x.shape[1]))
+            kth = x.abs().topk(keep, dim=1).values[:, -1:]
+            return x.abs() >= kth
+        if training:
+            tau = quantile(x.detach().flatten(), level)
+            with torch.no_grad():
+                old = self.thresholds[self.level, index]
+                self.thresholds[self.level, index] = self.momentum * old + (1 - self.momentum) * tau
+        else:
+            tau = self.thresholds[self.level, index].item()
+        return x.abs() > tau
+
+    def take_dropped(self) -> torch.Tensor | None:
+        """Mean over the sparsified layers of their dropped magnitude; clears it."""
+        dropped, self.dropped = self.dropped, []
+        return torch.stack(dropped).mean() if dropped else None
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"level": lv, "layer": layer, "threshold": float(self.thresholds[i, j])}
+                             for i, lv in enumerate(self.levels) for j, layer in enumerate(self.layers)])
+
+    def load_table(self, table: pd.DataFrame, source: str) -> None:
+        """Thresholds from a :meth:`table` (the THRESHOLDS artifact)."""
+        want = {(float(lv), layer) for lv in self.levels for layer in self.layers}
+        got = {(float(lv), str(layer)) for lv, layer in zip(table["level"], table["layer"], strict=True)}
+        if want != got:
+            raise ValueError(f"{source}: thresholds for {sorted(got)} do not match levels {self.levels} "
+                             f"and layers {self.layers}")
+        for lv, layer, tau in zip(table["level"], table["layer"], table["threshold"], strict=True):
+            self.thresholds[self.levels.index(float(lv)), self.layers.index(str(layer))] = float(tau)
+
+
+class _Collected(Exception):
+    """Ends a calibration forward pass once the layer being calibrated has been seen."""
+
+
+def quantile(values: torch.Tensor, level: float) -> float:
+    """The ceil(level n)-th smallest value: keeping entries above it leaves a fraction >= level zero."""
+    k = min(len(values), max(1, math.ceil(level * len(values))))
+    return float(values.kthvalue(k).values)
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, sparsifier: Sparsifier, inputs: Iterable[torch.Tensor], max_entries: int,
+              seed: int) -> None:
+    """Thresholds from held-out inputs (threshold mode), layer by layer: layer l's tau at
+    each level is the quantile of its entries with layers before it already sparsified
+    at that level. At most ``max_entries`` entries per image (a seeded subsample) enter."""
+    if sparsifier.mode != "threshold":
+        return
+    model.eval()
+    inputs = list(inputs)
+    rng = np.random.default_rng(seed)
+    for level in range(len(sparsifier.levels)):
+        sparsifier.level = level
+        for index in range(len(sparsifier.layers)):
+            sparsifier.collect, sparsifier.collected = index, []
+            for x in inputs:
+                try:
+                    model(x)
+                except _Collected:
+                    pass
+            entries = [e[torch.from_numpy(rng.choice(len(e), max_entries, replace=False))]
+                       if len(e) > max_entries else e for e in sparsifier.collected]
+            sparsifier.thresholds[level, index] = quantile(torch.cat(entries), sparsifier.levels[level])
+    sparsifier.collect, sparsifier.collected, sparsifier.level = None, [], None
+    sparsifier.take_dropped()

@@ -1,0 +1,141 @@
+"""Feature Regularization: the per-pixel sparsifier, its controller, multi-level training
+and the MAC count from non-zeros."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cimflow.compress.featreg.hook import FeatRegHook
+from cimflow.compress.featreg.sparsify import Sparsifier, calibrate, quantile
+from cimflow.models import EDSRBaseline, ESPCN
+from cimflow.sr.macs import MacCounter, conv_macs
+from cimflow.train import TrainState
+
+
+class _Relu(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.relu = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(x)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_backbones_upscale_by_the_scale(scale):
+    x = torch.rand(2, 1, 12, 10)
+    assert ESPCN(scale)(x).shape == (2, 1, 12 * scale, 10 * scale)
+    assert EDSRBaseline(scale, blocks=2, features=16)(x).shape == (2, 1, 12 * scale, 10 * scale)
+
+
+def test_topk_keeps_exactly_k_channels_per_pixel_and_passes_gradient_to_them_only():
+    net = _Relu()
+    sparsifier = Sparsifier(net, "topk", [0.75], 0.9)
+    sparsifier.level = 0
+    x = (torch.rand(2, 16, 5, 5) + 0.1).requires_grad_(True)  # positive and distinct: no ties
+    out = net(x)
+    kept = out != 0
+    assert (kept.sum(1) == 4).all()  # ceil(0.25 * 16)
+    assert torch.equal(out[kept], x[kept])
+    kth = x.detach().topk(4, dim=1).values[:, -1:]  # each pixel's 4th largest
+    assert torch.equal(kept, x.detach() >= kth)
+    out.sum().backward()
+    assert torch.equal(x.grad, kept.to(x.grad.dtype))
+
+
+def test_threshold_mode_hits_the_level_on_the_batch_and_tracks_a_running_threshold():
+    net = _Relu()
+    net.train()
+    sparsifier = Sparsifier(net, "threshold", [0.6, 0.9], 0.5)
+    torch.manual_seed(0)
+    for level in (0, 1):
+        sparsifier.level = level
+        x = torch.rand(4, 8, 16, 16)
+        out = net(x)
+        assert float((out == 0).double().mean()) == pytest.approx(sparsifier.levels[level], abs=1e-3)
+        # running average from 0 with momentum 0.5: half of this batch's quantile
+        expected = 0.5 * quantile(x.flatten(), sparsifier.levels[level])
+        assert float(sparsifier.thresholds[level, 0]) == pytest.approx(expected)
+    net.eval()
+    sparsifier.level = 1
+    tau = float(sparsifier.thresholds[1, 0])
+    out = net(torch.full((1, 8, 2, 2), tau * 1.01))
+    assert (out != 0).all()
+    assert sparsifier.take_dropped() is not None and sparsifier.take_dropped() is None
+
+
+def test_the_controller_reaches_the_requested_sparsity_on_held_out_images():
+    """Thresholds calibrated on some natural images give each level within 2 points on others."""
+    import skimage.data
+
+    from cimflow.sr.data import as_rgb
+    from cimflow.sr.inference import y_tensor
+
+    torch.manual_seed(0)
+    model = ESPCN(2)
+    for conv in (model.conv1, model.conv2):  # centred biases: a live mix of positive and negative pre-activations
+        nn.init.zeros_(conv.bias)
+    crop = lambda im: as_rgb(im, "test")[:160, :160]  # noqa: E731
+    held = [y_tensor(crop(getattr(skimage.data, n)())) for n in ("astronaut", "coffee", "chelsea")]
+    calib = [y_tensor(crop(getattr(skimage.data, n)())) for n in ("rocket", "brick", "clock", "coins")]
+    levels = [0.6, 0.75, 0.9, 0.95]
+    sparsifier = Sparsifier(model, "threshold", levels)
+    calibrate(model, sparsifier, calib, max_entries=50_000, seed=0)
+    seen: list[float] = []
+    model.relu2.register_forward_hook(lambda _m, _i, out: seen.append(float((out == 0).double().mean())))
+    model.relu1.register_forward_hook(lambda _m, _i, out: seen.append(float((out == 0).double().mean())))
+    for level, target in enumerate(levels):
+        sparsifier.level = level
+        seen.clear()
+        with torch.no_grad():
+            for x in held:
+                model(x)
+        assert np.mean(seen) == pytest.approx(target, abs=0.02)
+
+
+def test_multi_level_training_runs_the_sandwich_and_restores_the_sparsest_level():
+    torch.manual_seed(0)
+    model = ESPCN(2, features=(8, 8))
+    sparsifier = Sparsifier(model, "threshold", [0.5, 0.7, 0.9], 0.9)
+    hook = FeatRegHook(sparsifier, 0.01, seed=0)
+    state = TrainState(model, torch.optim.SGD(model.parameters(), lr=0.1), None, torch.device("cpu"), 1,
+                       loss_fn=F.l1_loss)
+    hook.on_train_start(state)
+    calls = []
+    model.conv1.register_forward_pre_hook(lambda *_: calls.append(sparsifier.level))
+    x, y = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 16, 16)
+    state.inputs = x
+    out = model(x)
+    loss = F.l1_loss(out, y) + hook.extra_loss(state, out, y)
+    loss.backward()
+    assert calls[0] == 2 and calls[1] == 0 and calls[2] == 1  # sparsest (the loop's), densest, one between
+    assert sparsifier.level == 2 and torch.isfinite(loss)
+    assert model.conv1.weight.grad is not None
+
+
+def test_macs_count_the_nonzero_entries_of_each_receptive_field():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    x = torch.rand(1, 3, 7, 6) * (torch.rand(1, 3, 7, 6) > 0.6)
+    count = conv_macs("c", conv, x)
+    patches = F.unfold(x, 3, padding=1)  # (1, 3*9, 42): every output pixel's receptive field
+    assert count.sparse_macs == int((patches != 0).sum()) * 5
+    assert count.dense_macs == 7 * 6 * 5 * 3 * 9
+    assert count.input_sparsity == pytest.approx(float((x == 0).double().mean()))
+
+
+def test_an_all_zero_feature_map_costs_nothing_past_that_layer():
+    model = ESPCN(2, features=(8, 8))
+    with torch.no_grad():
+        model.conv1.bias.fill_(-1e3)  # relu1 outputs only zeros
+        model.conv2.bias.fill_(-1.0)  # so relu2 sees -1 everywhere: zeros too
+    with MacCounter(model) as counter:
+        model(torch.rand(1, 1, 10, 10))
+    counts = {c.layer: c for c in counter.take()}
+    assert counts["conv1"].sparse_macs > 0
+    assert counts["conv2"].sparse_macs == 0 and counts["conv3"].sparse_macs == 0
+    assert counts["conv2"].input_sparsity == 1.0
