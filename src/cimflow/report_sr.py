@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cimflow.methods import METHODS  # noqa: E402
 from cimflow.seedstats import mean_std  # noqa: E402
 from cimflow.sr.evaluate import DENSE  # noqa: E402
 
@@ -53,7 +54,14 @@ def sr_summary(table: pd.DataFrame) -> pd.DataFrame:
             if column in group and group[column].notna().any():
                 row[column], row[f"{column}_std"] = mean_std(group[column])
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    sets = {name: i for i, name in enumerate(dict.fromkeys(frame["set"]))}
+    methods = {name: i for i, name in enumerate(["bicubic", *METHODS])}
+    order = frame.apply(lambda r: (r["task"], sets[r["set"]], methods.get(r["method"], len(methods)),
+                                   -1.0 if r["level"] in ("-", DENSE) else float(r["level"])), axis=1)
+    return frame.iloc[sorted(range(len(frame)), key=lambda i: order.iloc[i])].reset_index(drop=True)
 
 
 def _pm(mean: float, std: float, digits: int, scale: float = 1.0) -> str:
