@@ -58,6 +58,7 @@ def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Ev
     for set_name, i in first.items():
         samples[f"{set_name}/hr"] = _crop(rgb_to_y(data.hr[i]))
         samples[f"{set_name}/bicubic"] = _crop(rgb_to_y(imresize(data.lr[i], scale=float(data.scale))))
+    hr_ys = [rgb_to_y(hr) for hr in data.hr]  # the same ground truth at every level
     image_rows, layer_rows, zeros = [], [], []
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     # Registered after any sparsifier's hooks, so they see the sparsified features.
@@ -69,7 +70,6 @@ def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Ev
             if sparsifier is not None:
                 sparsifier.level = level
             for i in tqdm(range(len(data)), desc=f"level {label}", leave=False, disable=None):
-                hr_y = rgb_to_y(data.hr[i])
                 out = to_pixels(model(y_tensor(data.lr[i])))
                 counts = counter.take()
                 if i in first.values():
@@ -80,7 +80,7 @@ def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Ev
                 zeros.clear()
                 image_rows.append({
                     "level": label, "set": data.sets[i], "image": data.names[i],
-                    "psnr": psnr_y(out, hr_y, data.scale), "ssim": ssim_y(out, hr_y, data.scale),
+                    "psnr": psnr_y(out, hr_ys[i], data.scale), "ssim": ssim_y(out, hr_ys[i], data.scale),
                     "dense_macs": dense, "sparse_macs": sparse, "mac_reduction": 1.0 - sparse / dense,
                     "feature_sparsity": sparsity,  # zero share of the ReLU outputs, mean over layers
                 })
