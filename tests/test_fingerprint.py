@@ -14,7 +14,7 @@ from cimflow.modelref import ModelRef
 from cimflow.stages import STAGES
 from conftest import ROOT
 
-CIM_STAGES = {"map", "evaluate_cim", "cim_sweep"}
+CIM_STAGES = {"map", "evaluate_cim", "cim_sweep", "map_sr", "evaluate_sr_cim"}
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> fingerprint.Sources:

@@ -117,15 +117,24 @@ def test_embedded_sr_pipeline_end_to_end(tmp_path):
     assert list(levels) == ["0.5", "0.8"]
     assert levels["0.8"]["feature_sparsity"] > levels["0.5"]["feature_sparsity"]
     assert levels["0.8"]["sparse_macs"] < levels["0.5"]["sparse_macs"] < levels["0.5"]["dense_macs"]
+    chip = load_json(base / "featreg" / "sr_cim_metrics.json")["sets"]["embedded"]["levels"]
+    assert list(chip) == ["0.5", "0.8"]
+    assert chip["0.8"]["energy_array_per_image_j"] < chip["0.5"]["energy_array_per_image_j"]
+    assert chip["0.8"]["cycles_per_image"] == chip["0.5"]["cycles_per_image"]
+    assert set(load_table(base / "featreg" / "sr_cim_mapping.parquet")["level"]) == {"0.5", "0.8"}
+    assert "dense" in load_json(base / "sr_dense" / "sr_cim_metrics.json")["sets"]["embedded"]["levels"]
     thresholds = load_table(base / "featreg" / "thresholds.parquet")
     assert set(thresholds["level"]) == {0.5, 0.8} and set(thresholds["mode"]) == {"threshold"}
     summary = (project / layout.REPORT_MD).read_text()
     assert "Super resolution: Feature Regularization" in summary
     assert "| sr_embedded | embedded | 2 | featreg |" in summary
+    assert "Super resolution on the chip" in summary
     assert "## Results" not in summary  # no accuracy-scored task: its sections are left out
     # same params and seed -> same artifacts
     before = {p: _sha(base / p) for p in ("sr_dense/model.safetensors", "featreg/model.safetensors",
-                                          "featreg/thresholds.parquet", "featreg/sr_metrics.json")}
+                                          "featreg/thresholds.parquet", "featreg/sr_metrics.json",
+                                          "featreg/int8.safetensors", "featreg/sr_cim_mapping.parquet",
+                                          "featreg/sr_cim_metrics.json")}
     result = run(["snakemake", "--cores", "2", "--forcerun", "sr_dense"], cwd=project)
     assert result.returncode == 0, result.stderr[-3000:]
     assert {p: _sha(base / p) for p in before} == before

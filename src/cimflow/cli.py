@@ -20,6 +20,7 @@ from cimflow.methods import METHODS, SUPER_RESOLUTION, built_by, for_kind
 COMPRESSION_STAGES = ("admm_prune", "admm_quantize", "admm_binarize", "magnitude_prune")
 ADAPTATION_STAGES = ("dann_train", "admp_prune", "channel_prune")
 SR_TRAINING = {"sr_train": "run_train", "featreg_train": "run_featreg"}  # functions of cimflow.stages.sr
+SR_CHIP = {"map_sr": "run_map", "evaluate_sr_cim": "run_evaluate"}  # functions of cimflow.stages.sr_chip
 SR_METHODS = for_kind(list(METHODS), SUPER_RESOLUTION)
 
 
@@ -95,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--method", required=True, choices=built_by(name))
     for name, text in (("sr_train", "the dense super-resolution network (L1 on Y patches)"),
                        ("featreg_train", "Feature Regularization: per-pixel channel sparsity, one model, every level"),
-                       ("evaluate_sr", "PSNR/SSIM on Y, bicubic baseline, MACs from non-zeros, feature sparsity")):
+                       ("evaluate_sr", "PSNR/SSIM on Y, bicubic baseline, MACs from non-zeros, feature sparsity"),
+                       ("map_sr", "an int8 SR model on the CD-CiM macro: ADC full scales per sparsity level"),
+                       ("evaluate_sr_cim", "an SR model on the simulated chip per level: PSNR, energy per image")):
         p = add(name, help=text)
         seeded(p)
         p.add_argument("--method", required=True, choices=built_by(name) or SR_METHODS)
@@ -155,6 +158,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cimflow.stages import sr
 
         getattr(sr, SR_TRAINING[args.command])(args.task, args.method, args.seed, args.params)
+        return 0
+    if args.command in SR_CHIP:
+        from cimflow.stages import sr_chip
+
+        getattr(sr_chip, SR_CHIP[args.command])(args.task, args.method, args.seed, args.params)
         return 0
     if args.command in COMPRESSION_STAGES:
         from cimflow.stages import compress

@@ -31,6 +31,9 @@ THRESHOLDS = "results/{task}/seed{seed}/{method}/thresholds.parquet"  # feature 
 SR_METRICS = "results/{task}/seed{seed}/{method}/sr_metrics.json"
 SR_SPARSITY = "results/{task}/seed{seed}/{method}/sparsity.parquet"  # per image, layer and level
 SR_SAMPLES = "results/{task}/seed{seed}/{method}/samples.safetensors"  # crops for the report
+SR_CIM_MAPPING = "results/{task}/seed{seed}/{method}/sr_cim_mapping.parquet"  # per level and layer
+SR_CIM_LAYERS = "results/{task}/seed{seed}/{method}/sr_cim_layers.parquet"  # per level, image and layer
+SR_CIM_METRICS = "results/{task}/seed{seed}/{method}/sr_cim_metrics.json"
 CIM_CODES = "results/cim/calibration_codes.parquet"
 CIM_TRIM = "results/cim/sign_trim.parquet"
 CIM_MAPPING = "results/{task}/seed{seed}/{method}/cim_mapping.parquet"
@@ -48,6 +51,7 @@ PLOT_BITWIDTHS = "reports/dynasty_bitwidths.png"
 PLOT_DOMAIN = "reports/domain_pruning.png"
 PLOT_SR = "reports/sr_psnr_vs_macs.png"
 PLOT_SR_CROPS = "reports/sr_crops.png"
+PLOT_SR_CIM = "reports/sr_cim_energy.png"
 LOG = "logs/{stage}/{job}.log"
 
 

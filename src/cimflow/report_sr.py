@@ -104,7 +104,11 @@ def layer_table(sparsity: dict[str, pd.DataFrame]) -> pd.DataFrame:
                          **{f"level {lv}": f"{100 * v:.1f}%" for lv, v in values.items()}})
     if not rows:
         return pd.DataFrame({"layers": ["no super-resolution run"]})
-    frame = pd.DataFrame(rows).fillna("-")
+    return _levels_in_order(pd.DataFrame(rows).fillna("-"))
+
+
+def _levels_in_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """task, method, layer, then the ``level`` columns: dense first, then ascending."""
     levels = sorted((c for c in frame if c.startswith("level ") and c != f"level {DENSE}"), key=lambda c: float(c[6:]))
     return frame[["task", "method", "layer", *([f"level {DENSE}"] if f"level {DENSE}" in frame else []), *levels]]
 
@@ -170,6 +174,111 @@ def plot_crops(samples: dict[str, dict[str, np.ndarray]], out: Path, dpi: int) -
         ax.set_title(title, fontsize=6)
     if not panels:
         axes[0][0].text(0.5, 0.5, "no super-resolution run", ha="center", va="center")
+    fig.tight_layout()
+    fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+    plt.close(fig)
+
+
+CIM_NOTE = (
+    "Each super-resolution model on the simulated CD-CiM chip (calibrated, with noise), at every level: the int8 "
+    "digital engine's PSNR beside the chip's, and the macro's energy per test image by component. A dropped "
+    "feature is a zero input code, so its rows carry no charge: sparsity lowers the array and input-driver "
+    "energy, while every column is still converted in every cycle (the ADC and digital parts, and the cycles, "
+    "stay). The peripheral energy (requantization, buffers; cim.system, assumed constants) is counted dense. "
+    "The published 10.3 TOPS/W is the macro on random int8 vectors with ReLU; here the ops are the dense "
+    "2 K M per vector of real images, whose inputs are mostly small or zero codes, so the figures are not "
+    "comparable to it."
+)
+_CIM_COLUMNS = ("psnr_int8", "psnr_chip", "ssim_chip", "energy_per_image_j", "energy_array_per_image_j",
+                "energy_input_per_image_j", "energy_adc_per_image_j", "energy_digital_per_image_j",
+                "energy_system_per_image_j", "sign_only_fraction", "tops_per_w", "cycles_per_image")
+
+
+def cim_summary(metrics: list[dict]) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of each (task, set, method, level) on the chip."""
+    rows = [{"task": m["task"], "seed": m["seed"], "method": m["method"], "set": set_name, "level": label, **values}
+            for m in metrics for set_name, entry in m["sets"].items() for label, values in entry["levels"].items()]
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows).drop_duplicates(["task", "seed", "set", "method", "level"])
+    out = []
+    for key, group in table.groupby(["task", "set", "method", "level"], sort=False):
+        row = dict(zip(("task", "set", "method", "level"), key, strict=True)) | {"seeds": len(group)}
+        for column in _CIM_COLUMNS:
+            row[column], row[f"{column}_std"] = mean_std(group[column])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def format_cim(summary: pd.DataFrame) -> pd.DataFrame:
+    if summary.empty:
+        return pd.DataFrame({"Super resolution on the chip": ["no super-resolution run"]})
+    dense = summary[(summary["method"] == "sr_dense") & (summary["level"] == DENSE)].set_index(["task", "set"])
+    shown = []
+    for r in summary.to_dict("records"):
+        ref = dense["energy_per_image_j"].get((r["task"], r["set"]), math.nan)
+        shown.append({
+            "task": r["task"], "set": r["set"], "method": r["method"], "level": r["level"], "seeds": r["seeds"],
+            "PSNR int8 (dB)": _pm(r["psnr_int8"], r["psnr_int8_std"], 2),
+            "PSNR chip (dB)": _pm(r["psnr_chip"], r["psnr_chip_std"], 2),
+            "chip - int8": f"{r['psnr_chip'] - r['psnr_int8']:+.2f}",
+            "macro µJ/image": _pm(r["energy_per_image_j"], r["energy_per_image_j_std"], 2, 1e6),
+            "vs dense": f"{100 * (r['energy_per_image_j'] / ref - 1):+.1f}%" if ref == ref else "",
+            "array / input / ADC / digital µJ": " / ".join(
+                f"{1e6 * r[f'energy_{p}_per_image_j']:.2f}" for p in ("array", "input", "adc", "digital")),
+            "peripheral µJ/image": f"{1e6 * r['energy_system_per_image_j']:.2f}",
+            "sign-only": f"{100 * r['sign_only_fraction']:.1f}%",
+            "TOPS/W (macro)": f"{r['tops_per_w']:.1f}",
+        })
+    return pd.DataFrame(shown)
+
+
+def cim_layer_table(layers: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Macro energy per image of every layer at each level (µJ), for each SR run's first seed."""
+    rows = []
+    for key, frame in sorted(layers.items()):  # key: task/method/seedN
+        task, method, seed = key.split("/")
+        if seed != min(k.split("/")[2] for k in layers if k.startswith(f"{task}/{method}/")):
+            continue
+        images = frame.groupby("level", sort=False)["image"].nunique()
+        energy = frame.groupby(["layer", "level"], sort=False)["energy_j"].sum().unstack("level") / images
+        for layer, values in energy.iterrows():
+            rows.append({"task": task, "method": method, "layer": layer,
+                         **{f"level {lv}": f"{1e6 * v:.3f}" for lv, v in values.items()}})
+    if not rows:
+        return pd.DataFrame({"layers": ["no super-resolution run"]})
+    return _levels_in_order(pd.DataFrame(rows).fillna("-"))
+
+
+def plot_cim(summary: pd.DataFrame, out: Path, dpi: int) -> None:
+    """Per task: the macro's energy per image by component for the dense model and each level
+    (its first test set), and PSNR on the chip against that energy for every set."""
+    tasks = [] if summary.empty else list(dict.fromkeys(summary["task"]))
+    fig, axes = plt.subplots(max(1, len(tasks)), 2, figsize=(10, 3.6 * max(1, len(tasks))), squeeze=False)
+    if not tasks:
+        for ax in axes.flat:
+            ax.axis("off")
+        axes[0][0].text(0.5, 0.5, "no super-resolution run", ha="center", va="center")
+    for (bars, curve), task in zip(axes, tasks, strict=False):
+        rows = summary[summary["task"] == task]
+        first = rows[rows["set"] == rows["set"].iloc[0]]
+        labels = [f"{m} {lv}" if lv != DENSE else m for m, lv in zip(first["method"], first["level"], strict=True)]
+        bottom = np.zeros(len(first))
+        for part in ("array", "input", "adc", "digital"):
+            values = 1e6 * first[f"energy_{part}_per_image_j"].to_numpy()
+            bars.bar(range(len(first)), values, bottom=bottom, label=part)
+            bottom += values
+        bars.set_xticks(range(len(first)), labels, rotation=30, ha="right", fontsize=7)
+        bars.set_ylabel("macro energy per image (µJ)")
+        bars.set_title(f"{task}: {first['set'].iloc[0]}", fontsize=9)
+        bars.legend(fontsize=7)
+        for (set_name, method), group in rows.groupby(["set", "method"], sort=False):
+            curve.errorbar(1e6 * group["energy_per_image_j"], group["psnr_chip"],
+                           yerr=group["psnr_chip_std"].fillna(0.0), marker="o", capsize=2, label=f"{set_name} {method}")
+        curve.set_xlabel("macro energy per image (µJ)")
+        curve.set_ylabel("PSNR on the chip, Y (dB)")
+        curve.grid(True, alpha=0.3)
+        curve.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
     plt.close(fig)

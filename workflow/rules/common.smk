@@ -74,7 +74,7 @@ def thresholds(wildcards):
 def report_outputs():
     return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
             layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS,
-            layout.PLOT_DOMAIN, layout.PLOT_SR, layout.PLOT_SR_CROPS]
+            layout.PLOT_DOMAIN, layout.PLOT_SR, layout.PLOT_SR_CROPS, layout.PLOT_SR_CIM]
 
 
 def _every(pattern, methods=None, kinds=LABELLED_KINDS):

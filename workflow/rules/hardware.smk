@@ -92,3 +92,52 @@ rule cim_sweep:
         "../envs/cimflow.yaml"
     shell:
         "cimflow cim_sweep --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"
+
+
+rule map_sr:
+    input:
+        code=code("map_sr"),
+        int8=layout.INT8_MODEL,
+        train=layout.PREPARED_TRAIN,
+        thresholds=thresholds,
+    output:
+        mapping=layout.SR_CIM_MAPPING,
+    params:
+        values=stage_params("map_sr"),
+    log:
+        "logs/map_sr/{task}-{seed}-{method}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow map_sr --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"
+
+
+rule evaluate_sr_cim:
+    input:
+        code=code("evaluate_sr_cim"),
+        inl=measured_inl(),
+        int8=layout.INT8_MODEL,
+        mapping=layout.SR_CIM_MAPPING,
+        thresholds=thresholds,
+        test=layout.PREPARED_TEST,
+        codes=layout.CIM_CODES,
+        trim=layout.CIM_TRIM,
+    output:
+        metrics=layout.SR_CIM_METRICS,
+        layers=layout.SR_CIM_LAYERS,
+    params:
+        values=stage_params("evaluate_sr_cim"),
+    log:
+        "logs/evaluate_sr_cim/{task}-{seed}-{method}.log",
+    threads: config["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../envs/cimflow.yaml"
+    shell:
+        "cimflow evaluate_sr_cim --task {wildcards.task} --seed {wildcards.seed} --method {wildcards.method} --log {log}"

@@ -12,6 +12,8 @@ rule report:
         sr_metrics=run_sr(layout.SR_METRICS),
         sr_sparsity=run_sr(layout.SR_SPARSITY),
         sr_samples=run_sr(layout.SR_SAMPLES),
+        sr_cim=run_sr(layout.SR_CIM_METRICS),
+        sr_cim_layers=run_sr(layout.SR_CIM_LAYERS),
     output:
         markdown=layout.REPORT_MD,
         html=layout.REPORT_HTML,
@@ -24,6 +26,7 @@ rule report:
         domain=layout.PLOT_DOMAIN,
         sr=layout.PLOT_SR,
         sr_crops=layout.PLOT_SR_CROPS,
+        sr_cim=layout.PLOT_SR_CIM,
     params:
         values=stage_params("report"),
     log:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
 from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
 from cimflow.data.split import DataError
-from cimflow.sr.metrics import modcrop
+from cimflow.sr.metrics import modcrop, rgb_to_y
 from cimflow.sr.resize import imresize
 
 SR_FORMAT = "cimflow-sr-data-v1"
@@ -148,3 +149,24 @@ def load_sr_set(path: Path) -> SrSet:
                      tuple(tensors[f"lr/{i:05d}"] for i in range(len(names))), tuple(names), tuple(sets), scale)
     except (KeyError, ValueError) as exc:
         raise ArtifactError(f"{path}: malformed super-resolution data ({exc})") from exc
+
+
+CALIBRATION_PATCH = 32
+"""LR pixels per side of a calibration patch (int8 activation ranges, ADC full scales)."""
+
+
+def calibration_patches(data: SrSet, count: int, seed: int, size: int = CALIBRATION_PATCH) -> torch.Tensor:
+    """``count`` seeded LR patches (count, 1, size, size) of Y / 255, the network's input:
+    the image drawn in proportion to its area, the position uniform; an image smaller than
+    ``size`` shrinks every patch to its side."""
+    size = min(size, *(min(lr.shape[:2]) for lr in data.lr))
+    planes = [np.asarray(rgb_to_y(lr), dtype=np.float32) / 255.0 for lr in data.lr]
+    area = np.array([p.size for p in planes], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(planes), size=count, p=area / area.sum())
+    patches = np.empty((count, 1, size, size), dtype=np.float32)
+    for n, i in enumerate(chosen):
+        h, w = planes[i].shape
+        y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        patches[n, 0] = planes[i][y : y + size, x : x + size]
+    return torch.from_numpy(patches)

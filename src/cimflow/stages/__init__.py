@@ -44,6 +44,10 @@ STAGES = {
         Stage("sr_train", ("threads", "train.{task}"), "sr"),
         Stage("featreg_train", ("threads", "train.{task}", "featreg.{task}"), "sr"),
         Stage("evaluate_sr", ("threads",)),
+        Stage("map_sr", ("threads", "cim.macro", "cim.mapping", "cim.full_scale_percentile", "cim.calibration_images",
+                         "cim.batch_size"), "sr_chip"),
+        Stage("evaluate_sr_cim", ("threads", "cim.macro", "cim.measured_inl", "cim.mapping", "cim.system",
+                                  "cim.chip_seed", "cim.noise", "cim.noise_seed"), "sr_chip"),
         Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
         Stage("calibrate", ("cim.macro", "cim.measured_inl", "cim.chip_seed", "cim.calibration"), runs_model=False),
@@ -62,5 +66,6 @@ STAGES = {
 """No stage reads ``seeds``: a seed reaches a job as its ``{seed}`` wildcard (``--seed``),
 so adding a seed adds jobs and reruns none."""
 
-EVALUATION_STAGES = frozenset({"evaluate", "evaluate_cim", "cim_sweep", "evaluate_sr"})
+EVALUATION_STAGES = frozenset({"evaluate", "evaluate_cim", "cim_sweep", "evaluate_sr",
+                               "evaluate_sr_cim"})
 """The only stages that may read a task's test split."""

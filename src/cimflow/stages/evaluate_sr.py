@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from cimflow import layout, tracking
-from cimflow.artifacts import load_table, save_json, save_table, save_tensors
+from cimflow.artifacts import ArtifactError, load_table, save_json, save_table, save_tensors
 from cimflow.compress.featreg.sparsify import Sparsifier
 from cimflow.methods import METHODS
 from cimflow.modelio import load_model
@@ -18,20 +20,26 @@ from cimflow.sr.evaluate import bicubic_scores, evaluate, summary
 from cimflow.stages.common import outputs_exist, setup_torch, stage_params
 
 
+def method_sparsifier(model: nn.Module, task: str, seed: int, method: str) -> tuple[Sparsifier | None, list[Path]]:
+    """The method's trained sparsifier attached to ``model`` (None for a dense method), and
+    the thresholds file it came from."""
+    if layout.THRESHOLDS not in METHODS[method].outputs:
+        return None, []
+    path = layout.path(layout.THRESHOLDS, task=task, seed=seed, method=method)
+    try:
+        return Sparsifier.from_table(model, load_table(path), str(path)), [path]
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from exc
+
+
 def run(task: str, method: str, seed: int, params_file: Path) -> None:
     params, values = stage_params("evaluate_sr", params_file, task=task)
     setup_torch(params)
     model_path = layout.path(layout.MODEL, task=task, seed=seed, method=method)
     test_path = layout.path(layout.PREPARED_TEST, task=task)
-    inputs = [model_path, test_path]
     model, _ = load_model(model_path)
-    sparsifier = None
-    if layout.THRESHOLDS in METHODS[method].outputs:
-        thresholds_path = layout.path(layout.THRESHOLDS, task=task, seed=seed, method=method)
-        inputs.append(thresholds_path)
-        table = load_table(thresholds_path)
-        sparsifier = Sparsifier(model, str(table["mode"].iloc[0]), sorted(set(table["level"].astype(float))))
-        sparsifier.load_table(table, str(thresholds_path))
+    sparsifier, thresholds = method_sparsifier(model, task, seed, method)
+    inputs = [model_path, test_path, *thresholds]
     test = srdata.load_sr_set(test_path)
     outs = [layout.path(p, task=task, seed=seed, method=method)
             for p in (layout.SR_METRICS, layout.SR_SPARSITY, layout.SR_SAMPLES)]

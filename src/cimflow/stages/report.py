@@ -25,7 +25,7 @@ Section = tuple[str, pd.DataFrame, str]
 Drawing = Callable[[Path], None]
 ACCURACY_PLOTS = (layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS,
                   layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS, layout.PLOT_DOMAIN)
-SR_PLOTS = (layout.PLOT_SR, layout.PLOT_SR_CROPS)
+SR_PLOTS = (layout.PLOT_SR, layout.PLOT_SR_CROPS, layout.PLOT_SR_CIM)
 
 
 def _placeholder(text: str, dpi: int) -> Drawing:
@@ -102,17 +102,25 @@ def _sr_part(sr_files: list[Path], params: Params) -> tuple[list[Section], list[
     first_seed = {r["task"]: min(o["seed"] for o in runs.values() if o["task"] == r["task"]) for r in runs.values()}
     samples = {k: load_tensors(layout.path(layout.SR_SAMPLES, **r))[0] for k, r in runs.items()
                if r["seed"] == first_seed[r["task"]]}
+    cim_layers = {k: load_table(layout.path(layout.SR_CIM_LAYERS, **r)) for k, r in runs.items()}
+    cim = report_sr.cim_summary([load_json(layout.path(layout.SR_CIM_METRICS, **r)) for r in runs.values()])
     summary = report_sr.sr_summary(report_sr.sr_table(sr_metrics))
     inputs = [*sr_files, *(layout.path(p, **r) for r in runs.values()
-                           for p in (layout.HISTORY, layout.SR_SPARSITY, layout.SR_SAMPLES))]
+                           for p in (layout.HISTORY, layout.SR_SPARSITY, layout.SR_SAMPLES, layout.SR_CIM_METRICS,
+                                     layout.SR_CIM_LAYERS))]
     sections = [
         ("Super resolution: Feature Regularization", report_sr.format_sr(summary), report_sr.NOTE),
         ("Super resolution: input sparsity per layer", report_sr.layer_table(sparsity),
          "Share of each convolution's input entries that are exactly zero, mean over test images, per "
          "level (dense: the ReLU zeros alone). The first convolution sees the image itself."),
+        ("Super resolution on the chip", report_sr.format_cim(cim), report_sr.CIM_NOTE),
+        ("Super resolution on the chip: macro energy per layer (µJ per image)", report_sr.cim_layer_table(cim_layers),
+         "First seed of each run, mean over the test images of every set; the first convolution's input is the image, "
+         "so only the layers after a sparsified ReLU change with the level."),
     ]
     drawings = [lambda out: report_sr.plot_sr(summary, histories, out, dpi),
-                lambda out: report_sr.plot_crops(samples, out, dpi)]
+                lambda out: report_sr.plot_crops(samples, out, dpi),
+                lambda out: report_sr.plot_cim(cim, out, dpi)]
     return sections, drawings, inputs
 
 

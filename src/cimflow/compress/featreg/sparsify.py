@@ -47,6 +47,15 @@ class Sparsifier:
         modules = dict(model.named_modules())
         self._handles = [modules[name].register_forward_hook(self._hook(i)) for i, name in enumerate(self.layers)]
 
+    @classmethod
+    def from_table(cls, model: nn.Module, table: pd.DataFrame, source: str) -> Sparsifier:
+        """A sparsifier at the levels, mode and thresholds of a :meth:`table` (the THRESHOLDS artifact)."""
+        if table.empty or not {"level", "layer", "threshold", "mode"} <= set(table.columns):
+            raise ValueError(f"{source}: not a thresholds table (columns level, layer, threshold, mode)")
+        sparsifier = cls(model, str(table["mode"].iloc[0]), sorted(set(table["level"].astype(float))))
+        sparsifier.load_table(table, source)
+        return sparsifier
+
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
