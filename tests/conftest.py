@@ -70,7 +70,7 @@ def sr_smoke_params(raw: dict) -> dict:
     """The smoke params with only the embedded super-resolution task and its methods, in seconds."""
     raw = smoke_params(raw)
     raw["tasks"] = ["sr_embedded"]
-    raw["methods"] = ["sr_dense", "featreg"]
+    raw["methods"] = ["sr_dense", "featreg", "sr_channel"]
     raw["seeds"] = raw["seeds"][:1]
     raw["train"]["sr_embedded"] |= {"epochs": 2, "warmup_epochs": 0, "patches_per_epoch": 64, "patch_size": 32}
     raw["featreg"]["sr_embedded"] |= {"epochs": 1, "levels": [0.5, 0.8]}

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cimflow.compress.featreg.hook import FeatRegHook
-from cimflow.compress.featreg.sparsify import Sparsifier, calibrate, quantile
+from cimflow.compress.featreg.sparsify import Sparsifier, calibrate, quantile, rank_channels
 from cimflow.models import EDSRBaseline, ESPCN
 from cimflow.sr.macs import MacCounter, conv_macs
 from cimflow.train import TrainState
@@ -139,3 +139,28 @@ def test_an_all_zero_feature_map_costs_nothing_past_that_layer():
     assert counts["conv1"].sparse_macs > 0
     assert counts["conv2"].sparse_macs == 0 and counts["conv3"].sparse_macs == 0
     assert counts["conv2"].input_sparsity == 1.0
+
+
+def test_channel_mode_keeps_the_same_ranked_channels_everywhere_nested_across_levels():
+    torch.manual_seed(0)
+    model = ESPCN(2, features=(16, 8)).eval()
+    sparsifier = Sparsifier(model, "channel", [0.5, 0.75])
+    patches = torch.rand(32, 1, 12, 12)
+    rank_channels(model, sparsifier, patches)
+    for j, width in enumerate((16, 8)):
+        low, high = sparsifier.kept[0, j], sparsifier.kept[1, j]
+        assert int(low.sum()) == width // 2 and int(high.sum()) == width // 4
+        assert bool((low | ~high).all())  # the sparser level keeps a subset
+    seen = []
+    model.relu1.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    sparsifier.level = 1
+    with torch.no_grad():
+        model(torch.rand(2, 1, 10, 10))
+    alive = seen[-1].abs().sum(dim=(0, 2, 3)) > 0
+    assert not bool(alive[~sparsifier.kept[1, 0]].any())  # dropped channels are zero at every pixel
+    back = Sparsifier.from_table(ESPCN(2, features=(16, 8)), sparsifier.table().assign(mode="channel"), "t")
+    assert all(torch.equal(back.kept[k], sparsifier.kept[k]) for k in sparsifier.kept)
+    unranked = Sparsifier(ESPCN(2, features=(16, 8)), "channel", [0.5])
+    unranked.level = 0
+    with pytest.raises(RuntimeError, match="rank_channels"):
+        unranked._mask(0, torch.ones(1, 16, 2, 2), False)

@@ -23,8 +23,8 @@ from cimflow.sr.objective import SuperResolution, dihedral
 def test_sr_task_runs_only_sr_methods(default_params):
     params = parse_params(default_params)
     assert params.kind("sr_embedded") == SUPER_RESOLUTION
-    assert params.task_methods("sr_embedded") == ["sr_dense", "featreg"]
-    assert not {"sr_dense", "featreg"} & set(params.task_methods("digits"))
+    assert params.task_methods("sr_embedded") == ["sr_dense", "featreg", "sr_channel"]
+    assert not {"sr_dense", "featreg", "sr_channel"} & set(params.task_methods("digits"))
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -32,7 +32,8 @@ def test_sr_task_runs_only_sr_methods(default_params):
      r"train.sr_embedded.patch_size \(63\) is not a multiple of data.sr_embedded.scale \(2\)"),
     (lambda p: p["train"].update(sr_embedded=p["train"]["digits"]),
      r"train.sr_embedded: a super_resolution task needs a super-resolution recipe"),
-    (lambda p: p["featreg"].pop("sr_embedded"), r"no 'featreg.sr_embedded' entry, needed by \['featreg'\]"),
+    (lambda p: p["featreg"].pop("sr_embedded"),
+     r"no 'featreg.sr_embedded' entry, needed by \['featreg', 'sr_channel'\]"),
     (lambda p: p["data"]["sr_embedded"].update(scale=5), r"data.sr_embedded.scale"),
     (lambda p: p["featreg"]["sr_embedded"].update(levels=[0.9, 0.5]), r"featreg.sr_embedded.levels"),
 ])

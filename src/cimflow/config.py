@@ -32,7 +32,7 @@ from cimflow.schema import Seed, StrictModel
 PARAMS_FILE = Path("params.yaml")
 ADMM_METHODS = {"admm_prune", "admm_quant", "admm_binary", "magnitude_one_shot", "magnitude_iterative"}
 ADMP_METHODS = {"dann", "admp", "adapt_then_prune", "prune_then_adapt"}
-FEATREG_METHODS = {"featreg"}
+FEATREG_METHODS = {"featreg", "sr_channel"}
 
 
 class Params(StrictModel):

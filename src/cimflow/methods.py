@@ -60,6 +60,9 @@ METHODS: dict[str, Method] = {
         Method("sr_dense", "sr_train", (layout.MODEL, layout.HISTORY), **_SR),
         Method("featreg", "featreg_train", (layout.MODEL, layout.HISTORY, layout.THRESHOLDS), "sr_dense",
                "sr_dense", (layout.MODEL,), **_SR),
+        # The structured baseline: the same recipe with static channel masks (channel pruning).
+        Method("sr_channel", "featreg_train", (layout.MODEL, layout.HISTORY, layout.THRESHOLDS), "sr_dense",
+               "sr_dense", (layout.MODEL,), **_SR),
     )
 }
 

@@ -5,6 +5,7 @@ per-layer feature sparsity; and side-by-side crops."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -91,20 +92,28 @@ def format_sr(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(shown)
 
 
-def layer_table(sparsity: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Mean input sparsity of every conv per level (columns), for each SR run's first seed."""
+def _first_seed_layers(frames: dict[str, pd.DataFrame], values: Callable[[pd.DataFrame], pd.DataFrame],
+                       fmt: Callable[[float], str]) -> pd.DataFrame:
+    """One row per (task, method, layer) of each SR run's first seed, one column per level:
+    ``values(frame)`` gives a (layer x level) table, ``fmt`` writes one value."""
     rows = []
-    for key, frame in sorted(sparsity.items()):  # key: task/method/seedN
+    for key, frame in sorted(frames.items()):  # key: task/method/seedN
         task, method, seed = key.split("/")
-        if seed != min(k.split("/")[2] for k in sparsity if k.startswith(f"{task}/{method}/")):
+        if seed != min(k.split("/")[2] for k in frames if k.startswith(f"{task}/{method}/")):
             continue
-        means = frame.groupby(["layer", "level"], sort=False)["input_sparsity"].mean().unstack("level")
-        for layer, values in means.iterrows():
+        for layer, row in values(frame).iterrows():
             rows.append({"task": task, "method": method, "layer": layer,
-                         **{f"level {lv}": f"{100 * v:.1f}%" for lv, v in values.items()}})
+                         **{f"level {lv}": fmt(v) for lv, v in row.items()}})
     if not rows:
         return pd.DataFrame({"layers": ["no super-resolution run"]})
     return _levels_in_order(pd.DataFrame(rows).fillna("-"))
+
+
+def layer_table(sparsity: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Mean input sparsity of every conv per level (columns), for each SR run's first seed."""
+    return _first_seed_layers(
+        sparsity, lambda f: f.groupby(["layer", "level"], sort=False)["input_sparsity"].mean().unstack("level"),
+        lambda v: f"{100 * v:.1f}%")
 
 
 def _levels_in_order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -235,19 +244,11 @@ def format_cim(summary: pd.DataFrame) -> pd.DataFrame:
 
 def cim_layer_table(layers: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Macro energy per image of every layer at each level (µJ), for each SR run's first seed."""
-    rows = []
-    for key, frame in sorted(layers.items()):  # key: task/method/seedN
-        task, method, seed = key.split("/")
-        if seed != min(k.split("/")[2] for k in layers if k.startswith(f"{task}/{method}/")):
-            continue
+    def energy(frame: pd.DataFrame) -> pd.DataFrame:
         images = frame.groupby("level", sort=False)["image"].nunique()
-        energy = frame.groupby(["layer", "level"], sort=False)["energy_j"].sum().unstack("level") / images
-        for layer, values in energy.iterrows():
-            rows.append({"task": task, "method": method, "layer": layer,
-                         **{f"level {lv}": f"{1e6 * v:.3f}" for lv, v in values.items()}})
-    if not rows:
-        return pd.DataFrame({"layers": ["no super-resolution run"]})
-    return _levels_in_order(pd.DataFrame(rows).fillna("-"))
+        return frame.groupby(["layer", "level"], sort=False)["energy_j"].sum().unstack("level") / images
+
+    return _first_seed_layers(layers, energy, lambda v: f"{1e6 * v:.3f}")
 
 
 def plot_cim(summary: pd.DataFrame, out: Path, dpi: int) -> None:

@@ -13,7 +13,7 @@ import torch
 from cimflow import layout, tracking
 from cimflow.artifacts import save_table
 from cimflow.compress.featreg.hook import FeatRegHook
-from cimflow.compress.featreg.sparsify import Sparsifier, calibrate
+from cimflow.compress.featreg.sparsify import Sparsifier, calibrate, rank_channels
 from cimflow.methods import METHODS
 from cimflow.modelio import ModelSpec, load_model, save_model
 from cimflow.preprocess import Preprocessor
@@ -24,6 +24,8 @@ from cimflow.stages.common import outputs_exist, setup_torch, stage_params
 from cimflow.train import fit, seed_everything
 
 CALIBRATION_ENTRIES = 200_000  # per validation image and layer, when thresholds are calibrated
+RANKING_PATCHES = 512  # training patches that rank channels for the structured baseline
+STRUCTURED = "sr_channel"  # the structured-pruning baseline: featreg's recipe in channel mode
 IDENTITY = Preprocessor(0, (0.0,), (1.0,))  # SR models take Y / 255 at native size
 
 
@@ -63,7 +65,9 @@ def run_train(task: str, method: str, seed: int, params_file: Path) -> None:
 
 def run_featreg(task: str, method: str, seed: int, params_file: Path) -> None:
     """`featreg_train`: fine-tune the dense model with the sparsifier and regularizer at every
-    level, then calibrate each level's thresholds on the validation images."""
+    level, then calibrate each level's thresholds on the validation images. Method
+    ``sr_channel`` runs the same recipe with static channel masks ranked on training
+    patches (the structured-pruning baseline at the same levels and epochs)."""
     params, values = stage_params("featreg_train", params_file, task=task)
     setup_torch(params)
     cfg, fr = params.train[task], params.featreg[task]
@@ -72,7 +76,9 @@ def run_featreg(task: str, method: str, seed: int, params_file: Path) -> None:
     inputs.append(source)
     seed_everything(seed)
     model, spec = load_model(source)
-    sparsifier = Sparsifier(model, fr.mode, fr.levels, fr.momentum)
+    sparsifier = Sparsifier(model, "channel" if method == STRUCTURED else fr.mode, fr.levels, fr.momentum)
+    if sparsifier.mode == "channel":
+        rank_channels(model, sparsifier, srdata.calibration_patches(train, RANKING_PATCHES, seed))
     recipe = cfg.model_copy(update={"epochs": fr.epochs, "lr": fr.lr, "warmup_epochs": 0})
     outs = {Path(p).stem: layout.path(p, task=task, seed=seed, method=method) for p in METHODS[method].outputs}
     with tracking.stage_run("featreg_train", values, inputs, task=task, method=method, seed=seed) as run_:
@@ -84,5 +90,5 @@ def run_featreg(task: str, method: str, seed: int, params_file: Path) -> None:
         sparsifier.remove()
         save_model(outs["model"], model, spec)
         save_table(outs["history"], pd.DataFrame(history).drop(columns=["seconds"]))
-        save_table(outs["thresholds"], sparsifier.table().assign(mode=fr.mode))
+        save_table(outs["thresholds"], sparsifier.table().assign(mode=sparsifier.mode))
         run_.log_outputs(outputs_exist(list(outs.values())))

@@ -12,6 +12,10 @@ feature vector F_l[:, p]:
   images, layer by layer, which is the controller that makes the sparsity on unseen
   images track the requested level.
 - ``topk``: the ceil((1 - s) C) largest entries at every pixel.
+- ``channel``: the structured baseline, input-independent: the ceil((1 - s) C) channels
+  of highest mean activation on training patches (:func:`rank_channels`), the same at
+  every pixel and image; nested across levels, so one model serves them all as the
+  other modes do. It is static channel pruning, compared at the same MAC budgets.
 
 Dropped entries are multiplied by a detached 0/1 mask: the reconstruction gradient
 reaches only the kept entries (the straight-through rule of the research notes), and
@@ -36,10 +40,11 @@ class Sparsifier:
         self.layers = [name for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
         if not self.layers:
             raise ValueError(f"{type(model).__name__} has no nn.ReLU module to sparsify")
-        if mode not in ("threshold", "topk"):
-            raise ValueError(f"mode must be 'threshold' or 'topk', got {mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.mode, self.levels, self.momentum = mode, list(levels), momentum
         self.thresholds = torch.zeros(len(levels), len(self.layers), dtype=torch.float64)
+        self.kept: dict[tuple[int, int], torch.Tensor] = {}  # channel mode: (level, layer) -> bool (C,)
         self.level: int | None = None  # index into levels; None runs the network dense
         self.dropped: list[torch.Tensor] = []  # per sparsified layer call: mean dropped magnitude per pixel
         self.collect: int | None = None  # calibration: the layer whose raw entries to keep
@@ -75,6 +80,10 @@ class Sparsifier:
 
     def _mask(self, index: int, x: torch.Tensor, training: bool) -> torch.Tensor:
         level = self.levels[self.level]
+        if self.mode == "channel":
+            if (self.level, index) not in self.kept:
+                raise RuntimeError(f"channel mode: rank_channels has not ranked layer {self.layers[index]}")
+            return self.kept[self.level, index].to(x.device).view(1, -1, *([1] * (x.ndim - 2))).expand_as(x)
         if self.mode == "topk":
             keep = max(1, math.ceil((1.0 - level) * x.shape[1]))
             kth = x.abs().topk(keep, dim=1).values[:, -1:]
@@ -94,8 +103,12 @@ class Sparsifier:
         return torch.stack(dropped).mean() if dropped else None
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"level": lv, "layer": layer, "threshold": float(self.thresholds[i, j])}
-                             for i, lv in enumerate(self.levels) for j, layer in enumerate(self.layers)])
+        """One row per (level, layer): the threshold, and in channel mode the kept channels."""
+        rows = [{"level": lv, "layer": layer, "threshold": float(self.thresholds[i, j])}
+                | ({"kept": torch.nonzero(self.kept[i, j]).flatten().tolist(), "channels": len(self.kept[i, j])}
+                   if self.mode == "channel" else {})
+                for i, lv in enumerate(self.levels) for j, layer in enumerate(self.layers)]
+        return pd.DataFrame(rows)
 
     def load_table(self, table: pd.DataFrame, source: str) -> None:
         """Thresholds from a :meth:`table` (the THRESHOLDS artifact)."""
@@ -106,6 +119,17 @@ class Sparsifier:
                              f"and layers {self.layers}")
         for lv, layer, tau in zip(table["level"], table["layer"], table["threshold"], strict=True):
             self.thresholds[self.levels.index(float(lv)), self.layers.index(str(layer))] = float(tau)
+        if self.mode == "channel":
+            if not {"kept", "channels"} <= set(table.columns):
+                raise ValueError(f"{source}: channel-mode thresholds without the kept channels")
+            for lv, layer, kept, width in zip(table["level"], table["layer"], table["kept"], table["channels"],
+                                              strict=True):
+                mask = torch.zeros(int(width), dtype=torch.bool)
+                mask[torch.as_tensor(list(kept), dtype=torch.long)] = True
+                self.kept[self.levels.index(float(lv)), self.layers.index(str(layer))] = mask
+
+
+MODES = ("threshold", "topk", "channel")
 
 
 class _Collected(Exception):
@@ -143,3 +167,38 @@ def calibrate(model: nn.Module, sparsifier: Sparsifier, inputs: Iterable[torch.T
             sparsifier.thresholds[level, index] = quantile(torch.cat(entries), sparsifier.levels[level])
     sparsifier.collect, sparsifier.collected, sparsifier.level = None, [], None
     sparsifier.take_dropped()
+
+
+@torch.no_grad()
+def rank_channels(model: nn.Module, sparsifier: Sparsifier, inputs: torch.Tensor, batch_size: int = 64) -> None:
+    """Channel mode: rank each sparsified layer's channels by mean activation on ``inputs``
+    (training patches, the network run dense) and keep, at level s, the ceil((1 - s) C)
+    highest (ties to the lower index); the threshold recorded is the last kept channel's."""
+    modules = dict(model.named_modules())
+    sums: dict[int, torch.Tensor] = {}
+
+    def hook(index: int):
+        def add(_m: nn.Module, _i: tuple, out: torch.Tensor) -> None:
+            total = out.detach().abs().double().mean(dim=(0, *range(2, out.ndim))) * out.shape[0]
+            sums[index] = sums.get(index, 0) + total
+        return add
+
+    handles = [modules[name].register_forward_hook(hook(i)) for i, name in enumerate(sparsifier.layers)]
+    level, sparsifier.level = sparsifier.level, None
+    try:
+        model.eval()
+        for batch in inputs.split(batch_size):
+            model(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+        sparsifier.level = level
+    for j in range(len(sparsifier.layers)):
+        importance = sums[j] / len(inputs)
+        order = torch.argsort(-importance, stable=True)
+        for i, lv in enumerate(sparsifier.levels):
+            keep = max(1, math.ceil((1.0 - lv) * len(order)))
+            mask = torch.zeros(len(order), dtype=torch.bool)
+            mask[order[:keep]] = True
+            sparsifier.kept[i, j] = mask
+            sparsifier.thresholds[i, j] = float(importance[order[keep - 1]])
