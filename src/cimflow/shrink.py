@@ -37,6 +37,8 @@ class ChannelChain:
     channels: int
     mask_point: str
     """The module whose output the masks multiply (the BatchNorm if there is one)."""
+    passes: tuple[str, ...] = ()
+    """The per-channel modules between it (or its BatchNorm) and the consumer, in order."""
 
 
 def _module(model: nn.Module, node: fx.Node) -> nn.Module | None:
@@ -51,7 +53,7 @@ def channel_chains(model: nn.Module) -> list[ChannelChain]:
         if not isinstance(layer, (nn.Conv2d, nn.Linear)):
             continue
         channels = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
-        current, norm = node, None
+        current, norm, passes = node, None, []
         while len(current.users) == 1:
             (user,) = current.users
             module = _module(model, user)
@@ -62,10 +64,12 @@ def channel_chains(model: nn.Module) -> list[ChannelChain]:
                 if isinstance(module, nn.Conv2d) and module.groups != 1:
                     break
                 chains.append(ChannelChain(str(node.target), None if norm is None else str(norm.target),
-                                           str(user.target), channels, str((norm or node).target)))
+                                           str(user.target), channels, str((norm or node).target), tuple(passes)))
                 break
             elif not isinstance(module, PER_CHANNEL):
                 break
+            else:
+                passes.append(str(user.target))
             current = user
     return chains
 
@@ -120,10 +124,38 @@ def _drop_inputs(consumer: nn.Module, mask: Tensor, producer: str) -> None:
         consumer.weight = nn.Parameter(consumer.weight.detach()[:, mask].clone())
         consumer.in_channels = int(mask.sum())
         return
-    per_channel, remainder = divmod(consumer.in_features, mask.numel())
-    if remainder:
-        raise ShrinkError(f"{producer}: its {mask.numel()} channels do not divide the consumer's "
-                          f"{consumer.in_features} inputs")
-    columns = mask.repeat_interleave(per_channel)  # flatten keeps each channel's features together
+    columns = _input_columns(consumer.in_features, mask, producer)
     consumer.weight = nn.Parameter(consumer.weight.detach()[:, columns].clone())
     consumer.in_features = int(columns.sum())
+
+
+def _input_columns(inputs: int, mask: Tensor, producer: str) -> Tensor:
+    """A linear consumer's input columns of the kept channels (flatten keeps each channel's features together)."""
+    per_channel, remainder = divmod(inputs, mask.numel())
+    if remainder:
+        raise ShrinkError(f"{producer}: its {mask.numel()} channels do not divide the consumer's {inputs} inputs")
+    return mask.repeat_interleave(per_channel)
+
+
+def shrink_quantized(qmodel: nn.Module, chains: list[ChannelChain], keep: dict[str, Tensor]) -> nn.Module:
+    """:func:`shrink` for an int8 model (cimflow.quantize): each kept layer's codes, scales
+    and bias lose the dropped output channels and its consumer's codes the matching inputs.
+    ``chains`` come from the float network the int8 model was exported from (BatchNorm
+    already folded, so none is left to slice); the integer arithmetic of what remains is
+    unchanged, so the result equals ``qmodel`` with those channels zeroed."""
+    by_layer = {chain.layer: chain for chain in chains}
+    unknown = sorted(set(keep) - set(by_layer))
+    if unknown:
+        raise ShrinkError(f"not prunable (output shared, residual or network output): {', '.join(unknown)}")
+    small = copy.deepcopy(qmodel)
+    for name, mask in keep.items():
+        mask = mask.to(torch.bool)
+        layer, consumer = small.get_submodule(name), small.get_submodule(by_layer[name].consumer)
+        if mask.shape != (layer.weight_q.shape[0],) or not mask.any():
+            raise ShrinkError(f"{name}: keep mask needs {layer.weight_q.shape[0]} entries with at least one kept, "
+                              f"got shape {tuple(mask.shape)} with {int(mask.sum())} kept")
+        for buffer in ("weight_q", "weight_scale", "bias"):
+            setattr(layer, buffer, getattr(layer, buffer)[mask].clone())
+        columns = mask if consumer.kind == "conv" else _input_columns(consumer.weight_q.shape[1], mask, name)
+        consumer.weight_q = consumer.weight_q[:, columns].clone()
+    return small

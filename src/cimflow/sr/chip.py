@@ -1,22 +1,30 @@
 """A super-resolution network on the simulated CD-CiM chip, one sparsity level at a time.
 
-The int8 model of stage ``export`` runs with the Feature Regularization sparsifier on its
-``nn.ReLU`` modules at the chosen level (thresholds as trained, applied digitally to the
-converted outputs). A dropped entry becomes a zero input code, so the next layer's rows
-for it carry no charge: the array's switched capacitance and the input drivers scale with
-the 1-bits actually driven (:mod:`cimflow.cim.energy`), while every column is still
-converted in every cycle, because the rows of a column fire in parallel. Sparsity thus
-saves the data-dependent part of the macro's energy, not cycles or conversions; the
-peripheral work (requantization, buffers) is counted dense, as an engine that does not
-compress activations would spend it.
+At each level the int8 model of stage ``export`` runs as the method defines it
+(:class:`LevelModels`):
 
-ADC full scales are set per level on training patches, since sparser inputs give smaller
-sums: a chip holds one range register set per level it offers.
+- Feature Regularization (``threshold``/``topk``): the sparsifier on the ``nn.ReLU``
+  modules, thresholds as trained, applied digitally to the converted outputs. A dropped
+  entry becomes a zero input code, so the next layer's rows for it carry no charge: the
+  array's switched capacitance and the input drivers scale with the 1-bits actually
+  driven (:mod:`cimflow.cim.energy`), while every column is still converted in every
+  cycle, because the rows of a column fire in parallel and which channels are zero
+  changes from pixel to pixel. Sparsity saves the data-dependent part of the macro's
+  energy, not cycles or conversions.
+- The structured baseline (``channel``): the level's channels are the same everywhere,
+  so they are removed for real (:func:`cimflow.shrink.shrink_quantized`): the producing
+  layer loses columns and its consumer rows, hence segments, conversions and cycles.
+
+The peripheral work (requantization, buffers) is counted for the dense network, as an
+engine that does not compress activations would spend it. ADC full scales are set per
+level on training patches, since sparser inputs give smaller sums: a chip holds one range
+register set per level it offers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -28,6 +36,8 @@ from cimflow.compress.featreg.sparsify import Sparsifier
 from cimflow.hardware import LayerPlan, full_scales
 from cimflow.params.cim import CimParams
 from cimflow.peripheral import graph_work, system_energy
+from cimflow.quantize import fold_batchnorm, load_int8
+from cimflow.shrink import ShrinkError, channel_chains, shrink, shrink_quantized
 from cimflow.sr.data import SrSet
 from cimflow.sr.evaluate import DENSE
 from cimflow.sr.inference import to_pixels, y_tensor
@@ -37,26 +47,58 @@ ENERGY_PARTS = ("array", "input", "adc", "digital")
 EVENTS = ("macs", "cycles", "conversions_full", "conversions_sign_only", "active_bit_products", "active_input_bits")
 
 
-def level_labels(sparsifier: Sparsifier | None) -> list[str]:
-    """The labels of the passes a model offers: ``dense`` alone, or each level's."""
-    return [DENSE] if sparsifier is None else [f"{lv:g}" for lv in sparsifier.levels]
+class LevelModels:
+    """Fresh copies of an int8 SR model as it runs at each of its levels."""
+
+    def __init__(self, int8_path: Path, thresholds: pd.DataFrame | None, source: str) -> None:
+        """``thresholds``: the method's THRESHOLDS table, None for a dense method."""
+        self.int8_path, self.thresholds, self.source = int8_path, thresholds, source
+        qmodel, self.spec = load_int8(int8_path)
+        self.float_model = fold_batchnorm(self.spec.build().eval())
+        probe = None if thresholds is None else Sparsifier.from_table(qmodel, thresholds, source)
+        self.mode = None if probe is None else probe.mode
+        self.labels = [DENSE] if probe is None else [f"{lv:g}" for lv in probe.levels]
+
+    def build(self, label: str) -> nn.Module:
+        if label not in self.labels:
+            raise ValueError(f"{self.source}: no level {label!r} (levels {self.labels})")
+        qmodel, _ = load_int8(self.int8_path)
+        if self.thresholds is None:
+            return qmodel
+        sparsifier = Sparsifier.from_table(qmodel, self.thresholds, self.source)
+        level = self.labels.index(label)
+        if self.mode != "channel":
+            sparsifier.level = level  # its hooks stay on the returned model
+            return qmodel
+        sparsifier.remove()
+        return shrink_quantized(qmodel, channel_chains(self.float_model), self._keep(sparsifier, level))
+
+    def float_at(self, label: str) -> nn.Module:
+        """The float network with the level's structure (its peripheral work is counted on it)."""
+        if self.mode != "channel":
+            return self.float_model
+        sparsifier = Sparsifier.from_table(load_int8(self.int8_path)[0], self.thresholds, self.source)
+        return shrink(self.float_model, self._keep(sparsifier, self.labels.index(label)))
+
+    def _keep(self, sparsifier: Sparsifier, level: int) -> dict[str, torch.Tensor]:
+        """Channel mode: the kept output channels of each layer feeding a sparsified ReLU."""
+        chains = channel_chains(self.float_model)
+        keep = {}
+        for j, relu in enumerate(sparsifier.layers):
+            chain = next((c for c in chains if relu in c.passes), None)
+            if chain is None:
+                raise ShrinkError(f"{self.source}: ReLU {relu} is not between a prunable layer and its one "
+                                  "consumer, so its channels cannot be removed on the chip")
+            keep[chain.layer] = sparsifier.kept[level, j]
+        return keep
 
 
-def set_level(sparsifier: Sparsifier | None, label: str) -> None:
-    if sparsifier is not None:
-        sparsifier.level = None if label == DENSE else level_labels(sparsifier).index(label)
-
-
-def ranges_per_level(qmodel: nn.Module, sparsifier: Sparsifier | None, batches: list[torch.Tensor],
-                     cim: CimParams, relu: set[str]) -> dict[str, dict[str, list[float]]]:
+def ranges_per_level(levels: LevelModels, batches: list[torch.Tensor], cim: CimParams,
+                     relu: set[str]) -> dict[str, dict[str, list[float]]]:
     """ADC full scales of every layer at every level, from what the macro converts on
-    ``batches`` with the digital int8 model sparsified at that level."""
-    scales = {}
-    for label in level_labels(sparsifier):
-        set_level(sparsifier, label)
-        scales[label] = full_scales(qmodel, batches, cim.macro, cim.mapping, relu, cim.full_scale_percentile)
-    set_level(sparsifier, DENSE)
-    return scales
+    ``batches`` with the digital int8 model at that level."""
+    return {label: full_scales(levels.build(label), batches, cim.macro, cim.mapping, relu, cim.full_scale_percentile)
+            for label in levels.labels}
 
 
 def take_counters(plans: dict[str, LayerPlan]) -> dict[str, dict[str, float]]:
@@ -73,7 +115,6 @@ class ChipPass:
 
     model: nn.Module
     plans: dict[str, LayerPlan] | None
-    sparsifier: Sparsifier | None
 
 
 def peripheral_energy(float_model: nn.Module, cim: CimParams, lr_shape: tuple[int, int]) -> float:
@@ -89,8 +130,6 @@ def evaluate_on_chip(label: str, chip: ChipPass, digital: ChipPass, data: SrSet,
     int8 digital engine's, and the layer's events and macro energy for that image."""
     chip.model.eval()
     digital.model.eval()
-    set_level(chip.sparsifier, label)
-    set_level(digital.sparsifier, label)
     take_counters(chip.plans)
     rows = []
     for i in tqdm(range(len(data)), desc=f"chip, level {label}", leave=False, disable=None):
@@ -106,8 +145,6 @@ def evaluate_on_chip(label: str, chip: ChipPass, digital: ChipPass, data: SrSet,
             rows.append(image | {"layer": layer, **{k: float(counts.get(k, 0.0)) for k in EVENTS},
                                  **{f"energy_{p}_j": float(counts.get(f"energy_{p}_j", 0.0)) for p in ENERGY_PARTS},
                                  "energy_j": float(counts.get("energy_total_j", 0.0))})
-    set_level(chip.sparsifier, DENSE)
-    set_level(digital.sparsifier, DENSE)
     return pd.DataFrame(rows)
 
 

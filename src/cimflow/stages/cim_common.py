@@ -37,9 +37,14 @@ def cim_model(
 ) -> tuple[torch.nn.Module, ModelSpec, dict[str, LayerPlan]]:
     """A fresh copy of the int8 model routed through one simulated chip."""
     qmodel, spec = load_int8(int8_path)
+    return qmodel, spec, on_chip(qmodel, macro, cim, scales, calibration, relu_layers(spec))
+
+
+def on_chip(qmodel: torch.nn.Module, macro: MacroConfig, cim: CimParams, scales: dict[str, list[float]],
+            calibration: CalibrationTables | None, relu: set[str]) -> dict[str, LayerPlan]:
+    """Route ``qmodel`` (in place) through the chip of ``cim.chip_seed``."""
     chip = CimMacro(macro, cim.chip_seed, calibration, measured_inl=load_measured_inl(cim))
-    plans = attach_cim(qmodel, chip, scales, relu_layers(spec), cim.mapping, cim.noise, cim.noise_seed)
-    return qmodel, spec, plans
+    return attach_cim(qmodel, chip, scales, relu, cim.mapping, cim.noise, cim.noise_seed)
 
 
 def relu_layers(spec: ModelSpec) -> set[str]:

@@ -20,7 +20,7 @@ from cimflow.sr.evaluate import bicubic_scores, evaluate, summary
 from cimflow.stages.common import outputs_exist, setup_torch, stage_params
 
 
-def method_sparsifier(model: nn.Module, task: str, seed: int, method: str) -> tuple[Sparsifier | None, list[Path]]:
+def _method_sparsifier(model: nn.Module, task: str, seed: int, method: str) -> tuple[Sparsifier | None, list[Path]]:
     """The method's trained sparsifier attached to ``model`` (None for a dense method), and
     the thresholds file it came from."""
     if layout.THRESHOLDS not in METHODS[method].outputs:
@@ -38,7 +38,7 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     model_path = layout.path(layout.MODEL, task=task, seed=seed, method=method)
     test_path = layout.path(layout.PREPARED_TEST, task=task)
     model, _ = load_model(model_path)
-    sparsifier, thresholds = method_sparsifier(model, task, seed, method)
+    sparsifier, thresholds = _method_sparsifier(model, task, seed, method)
     inputs = [model_path, test_path, *thresholds]
     test = srdata.load_sr_set(test_path)
     outs = [layout.path(p, task=task, seed=seed, method=method)
