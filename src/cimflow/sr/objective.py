@@ -16,6 +16,11 @@ from cimflow.sr.metrics import psnr_y, rgb_to_y
 from cimflow.train import Objective
 
 
+def adam(model: nn.Module, params) -> torch.optim.Optimizer:
+    """The SR optimizer (EDSR's settings; ``params.lr`` the step)."""
+    return torch.optim.Adam(model.parameters(), lr=params.lr, betas=(0.9, 0.999), eps=1e-8)
+
+
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     """One of the 8 flips/rotations of a square patch (k in 0..7)."""
     x = torch.rot90(x, k % 4, dims=(-2, -1))

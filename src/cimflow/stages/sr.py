@@ -8,29 +8,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from cimflow import layout, tracking
 from cimflow.artifacts import save_table
-from cimflow.compress.featreg.hook import FeatRegHook
-from cimflow.compress.featreg.sparsify import Sparsifier, calibrate, rank_channels
+from cimflow.compress.featreg.method import finetune
 from cimflow.methods import METHODS
 from cimflow.modelio import ModelSpec, load_model, save_model
 from cimflow.preprocess import Preprocessor
 from cimflow.sr import data as srdata
-from cimflow.sr.inference import y_tensor
-from cimflow.sr.objective import SuperResolution
+from cimflow.sr.objective import SuperResolution, adam
 from cimflow.stages.common import outputs_exist, setup_torch, stage_params
 from cimflow.train import fit, seed_everything
 
-CALIBRATION_ENTRIES = 200_000  # per validation image and layer, when thresholds are calibrated
-RANKING_PATCHES = 512  # training patches that rank channels for the structured baseline
 STRUCTURED = "sr_channel"  # the structured-pruning baseline: featreg's recipe in channel mode
 IDENTITY = Preprocessor(0, (0.0,), (1.0,))  # SR models take Y / 255 at native size
-
-
-def adam(model: torch.nn.Module, params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=params.lr, betas=(0.9, 0.999), eps=1e-8)
 
 
 def _splits(task: str) -> tuple[srdata.SrSet, srdata.SrSet, list[Path]]:
@@ -76,18 +67,12 @@ def run_featreg(task: str, method: str, seed: int, params_file: Path) -> None:
     inputs.append(source)
     seed_everything(seed)
     model, spec = load_model(source)
-    sparsifier = Sparsifier(model, "channel" if method == STRUCTURED else fr.mode, fr.levels, fr.momentum)
-    if sparsifier.mode == "channel":
-        rank_channels(model, sparsifier, srdata.calibration_patches(train, RANKING_PATCHES, seed))
-    recipe = cfg.model_copy(update={"epochs": fr.epochs, "lr": fr.lr, "warmup_epochs": 0})
+    mode = "channel" if method == STRUCTURED else fr.mode
     outs = {Path(p).stem: layout.path(p, task=task, seed=seed, method=method) for p in METHODS[method].outputs}
     with tracking.stage_run("featreg_train", values, inputs, task=task, method=method, seed=seed) as run_:
-        objective = SuperResolution(train, val, cfg.patch_size, cfg.patches_per_epoch)
-        history = fit(model, objective, recipe, seed, [FeatRegHook(sparsifier, fr.weight, seed)], make_optimizer=adam)
-        model.cpu()
-        calibrate(model, sparsifier, [y_tensor(lr) for lr in val.lr], CALIBRATION_ENTRIES, seed)
-        _log_history(run_, history)
+        sparsifier, history = finetune(model, train, val, cfg, fr, mode, fr.levels, seed)
         sparsifier.remove()
+        _log_history(run_, history)
         save_model(outs["model"], model, spec)
         save_table(outs["history"], pd.DataFrame(history).drop(columns=["seconds"]))
         save_table(outs["thresholds"], sparsifier.table().assign(mode=sparsifier.mode))
