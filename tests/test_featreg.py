@@ -164,3 +164,34 @@ def test_channel_mode_keeps_the_same_ranked_channels_everywhere_nested_across_le
     unranked.level = 0
     with pytest.raises(RuntimeError, match="rank_channels"):
         unranked._mask(0, torch.ones(1, 16, 2, 2), False)
+
+
+def test_channel_mode_is_evaluated_with_its_channels_removed_against_the_full_dense_count():
+    import copy
+
+    import skimage.data
+
+    from cimflow.sr import data as srdata
+    from cimflow.sr.evaluate import evaluate
+    from cimflow.sr.inference import to_pixels, y_tensor
+    from cimflow.sr.metrics import psnr_y, rgb_to_y
+
+    torch.manual_seed(0)
+    model = ESPCN(2, features=(16, 8)).eval()
+    data = srdata.make_pairs([("astronaut", srdata.as_rgb(skimage.data.astronaut(), "a")[:48, :48])], "test", 2)
+    sparsifier = Sparsifier(model, "channel", [0.5, 0.75])
+    rank_channels(model, sparsifier, torch.rand(16, 1, 12, 12))
+    masked = copy.deepcopy(model)
+    reference = Sparsifier.from_table(masked, sparsifier.table().assign(mode="channel"), "t")
+    result = evaluate(model, data, sparsifier)
+    layers = result.layers.set_index(["level", "layer"])
+    full_conv1 = 24 * 24 * 16 * 25
+    for level, label in enumerate(("0.5", "0.75")):
+        reference.level = level
+        with torch.no_grad():
+            expected = to_pixels(masked(y_tensor(data.lr[0])))
+        row = result.images[result.images["level"] == label].iloc[0]
+        assert row["psnr"] == pytest.approx(psnr_y(expected, rgb_to_y(data.hr[0]), 2), abs=1e-3)  # as masked
+        assert layers.loc[(label, "conv1"), "dense_macs"] == full_conv1  # the network as trained
+        kept = 1.0 - float(label)
+        assert layers.loc[(label, "conv1"), "sparse_macs"] <= kept * full_conv1  # pruned outputs cost nothing

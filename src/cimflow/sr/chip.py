@@ -37,7 +37,7 @@ from cimflow.hardware import LayerPlan, full_scales
 from cimflow.params.cim import CimParams
 from cimflow.peripheral import graph_work, system_energy
 from cimflow.quantize import fold_batchnorm, load_int8
-from cimflow.shrink import ShrinkError, channel_chains, shrink, shrink_quantized
+from cimflow.shrink import channel_chains, shrink, shrink_quantized
 from cimflow.sr.data import SrSet
 from cimflow.sr.evaluate import DENSE
 from cimflow.sr.inference import to_pixels, y_tensor
@@ -71,26 +71,15 @@ class LevelModels:
             sparsifier.level = level  # its hooks stay on the returned model
             return qmodel
         sparsifier.remove()
-        return shrink_quantized(qmodel, channel_chains(self.float_model), self._keep(sparsifier, level))
+        return shrink_quantized(qmodel, channel_chains(self.float_model),
+                                sparsifier.keep_masks(self.float_model, level))
 
     def float_at(self, label: str) -> nn.Module:
         """The float network with the level's structure (its peripheral work is counted on it)."""
         if self.mode != "channel":
             return self.float_model
         sparsifier = Sparsifier.from_table(load_int8(self.int8_path)[0], self.thresholds, self.source)
-        return shrink(self.float_model, self._keep(sparsifier, self.labels.index(label)))
-
-    def _keep(self, sparsifier: Sparsifier, level: int) -> dict[str, torch.Tensor]:
-        """Channel mode: the kept output channels of each layer feeding a sparsified ReLU."""
-        chains = channel_chains(self.float_model)
-        keep = {}
-        for j, relu in enumerate(sparsifier.layers):
-            chain = next((c for c in chains if relu in c.passes), None)
-            if chain is None:
-                raise ShrinkError(f"{self.source}: ReLU {relu} is not between a prunable layer and its one "
-                                  "consumer, so its channels cannot be removed on the chip")
-            keep[chain.layer] = sparsifier.kept[level, j]
-        return keep
+        return shrink(self.float_model, sparsifier.keep_masks(self.float_model, self.labels.index(label)))
 
 
 def ranges_per_level(levels: LevelModels, batches: list[torch.Tensor], cim: CimParams,

@@ -14,6 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from cimflow.compress.featreg.sparsify import Sparsifier
+from cimflow.shrink import shrink
 from cimflow.sr.data import SrSet
 from cimflow.sr.inference import to_pixels, y_tensor
 from cimflow.sr.macs import MacCounter
@@ -48,11 +49,30 @@ def _crop(plane: np.ndarray) -> np.ndarray:
     return np.asarray(plane[top : top + size, left : left + size], dtype=np.uint8)
 
 
+def _passes(model: nn.Module, sparsifier: Sparsifier | None) -> list[tuple[str, nn.Module, int | None]]:
+    """(label, network, sparsifier level) of every pass: ``dense`` alone without a
+    sparsifier; per level its own network in channel mode, whose channels are removed for
+    real (so a pruned output channel costs nothing, not only its zero inputs downstream)."""
+    if sparsifier is None:
+        return [(DENSE, model, None)]
+    labels = [f"{lv:g}" for lv in sparsifier.levels]
+    if sparsifier.mode != "channel":
+        return [(label, model, i) for i, label in enumerate(labels)]
+    sparsifier.remove()
+    return [(label, shrink(model, sparsifier.keep_masks(model, i)), None) for i, label in enumerate(labels)]
+
+
+def _dense_factors(model: nn.Module, net: nn.Module) -> dict[str, float]:
+    """Per conv, the full network's dense MACs over ``net``'s (1 unless channels were removed):
+    the dense count, and so the MAC reduction, stays that of the network as trained."""
+    full = dict(model.named_modules())
+    return {name: (full[name].in_channels * full[name].out_channels) / (m.in_channels * m.out_channels)
+            for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Evaluation:
     """Every image of ``data`` at every level (``dense`` for a network without sparsifier)."""
-    model.eval()
-    levels = [None] if sparsifier is None else list(range(len(sparsifier.levels)))
     first = {s: data.sets.index(s) for s in dict.fromkeys(data.sets)}
     samples: dict[str, np.ndarray] = {}
     for set_name, i in first.items():
@@ -60,21 +80,21 @@ def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Ev
         samples[f"{set_name}/bicubic"] = _crop(rgb_to_y(imresize(data.lr[i], scale=float(data.scale))))
     hr_ys = [rgb_to_y(hr) for hr in data.hr]  # the same ground truth at every level
     image_rows, layer_rows, zeros = [], [], []
-    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
-    # Registered after any sparsifier's hooks, so they see the sparsified features.
-    handles = [m.register_forward_hook(lambda _m, _i, out: zeros.append(float((out == 0).double().mean())))
-               for m in relus]
-    with MacCounter(model) as counter:
-        for level in levels:
-            label = DENSE if level is None else f"{sparsifier.levels[level]:g}"
-            if sparsifier is not None:
-                sparsifier.level = level
+    for label, net, level in _passes(model, sparsifier):
+        net.eval()
+        if sparsifier is not None:
+            sparsifier.level = level
+        # Registered after any sparsifier's hooks, so they see the sparsified features.
+        handles = [m.register_forward_hook(lambda _m, _i, out: zeros.append(float((out == 0).double().mean())))
+                   for m in net.modules() if isinstance(m, nn.ReLU)]
+        factor = _dense_factors(model, net)
+        with MacCounter(net) as counter:
             for i in tqdm(range(len(data)), desc=f"level {label}", leave=False, disable=None):
-                out = to_pixels(model(y_tensor(data.lr[i])))
+                out = to_pixels(net(y_tensor(data.lr[i])))
                 counts = counter.take()
                 if i in first.values():
                     samples[f"{data.sets[i]}/{label}"] = _crop(out)
-                dense = sum(c.dense_macs for c in counts)
+                dense = sum(c.dense_macs * factor[c.layer] for c in counts)
                 sparse = sum(c.sparse_macs for c in counts)
                 sparsity = float(np.mean(zeros)) if zeros else 0.0
                 zeros.clear()
@@ -85,10 +105,10 @@ def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Ev
                     "feature_sparsity": sparsity,  # zero share of the ReLU outputs, mean over layers
                 })
                 layer_rows += [{"level": label, "set": data.sets[i], "image": data.names[i], "layer": c.layer,
-                                "dense_macs": c.dense_macs, "sparse_macs": c.sparse_macs,
+                                "dense_macs": c.dense_macs * factor[c.layer], "sparse_macs": c.sparse_macs,
                                 "input_sparsity": c.input_sparsity} for c in counts]
-    for handle in handles:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
     if sparsifier is not None:
         sparsifier.level = None
     return Evaluation(pd.DataFrame(image_rows), pd.DataFrame(layer_rows), samples)

@@ -33,6 +33,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cimflow.shrink import ShrinkError, channel_chains
+
 
 class Sparsifier:
     def __init__(self, model: nn.Module, mode: str, levels: list[float], momentum: float = 0.0) -> None:
@@ -60,6 +62,20 @@ class Sparsifier:
         sparsifier = cls(model, str(table["mode"].iloc[0]), sorted(set(table["level"].astype(float))))
         sparsifier.load_table(table, source)
         return sparsifier
+
+    def keep_masks(self, model: nn.Module, level: int) -> dict[str, torch.Tensor]:
+        """Channel mode: the kept output channels, at ``level``, of the layer before each
+        sparsified ReLU (for :func:`cimflow.shrink.shrink`), so the level's channels can be
+        removed for real. ``model``: the float network (BatchNorm folded or not)."""
+        chains = channel_chains(model)
+        keep = {}
+        for j, relu in enumerate(self.layers):
+            chain = next((c for c in chains if relu in c.passes), None)
+            if chain is None:
+                raise ShrinkError(f"ReLU {relu} is not between a prunable layer and its one consumer, so its "
+                                  "channels cannot be removed")
+            keep[chain.layer] = self.kept[level, j]
+        return keep
 
     def remove(self) -> None:
         for handle in self._handles:
