@@ -195,3 +195,5 @@ def test_channel_mode_is_evaluated_with_its_channels_removed_against_the_full_de
         assert layers.loc[(label, "conv1"), "dense_macs"] == full_conv1  # the network as trained
         kept = 1.0 - float(label)
         assert layers.loc[(label, "conv1"), "sparse_macs"] <= kept * full_conv1  # pruned outputs cost nothing
+        assert row["feature_sparsity"] >= float(label)  # removed channels count as zeros of the full width
+        assert layers.loc[(label, "conv2"), "input_sparsity"] >= float(label)

@@ -5,6 +5,7 @@ sparsified model and per test set."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,25 +50,36 @@ def _crop(plane: np.ndarray) -> np.ndarray:
     return np.asarray(plane[top : top + size, left : left + size], dtype=np.uint8)
 
 
-def _passes(model: nn.Module, sparsifier: Sparsifier | None) -> list[tuple[str, nn.Module, int | None]]:
-    """(label, network, sparsifier level) of every pass: ``dense`` alone without a
-    sparsifier; per level its own network in channel mode, whose channels are removed for
-    real (so a pruned output channel costs nothing, not only its zero inputs downstream)."""
+def _passes(model: nn.Module, sparsifier: Sparsifier | None) -> list[tuple[str, nn.Module, int | None,
+                                                                         dict[str, float]]]:
+    """(label, network, sparsifier level, kept share of each sparsified ReLU's channels) of
+    every pass: ``dense`` alone without a sparsifier; per level its own network in channel
+    mode, whose channels are removed for real (so a pruned output channel costs nothing,
+    not only its zero inputs downstream)."""
     if sparsifier is None:
-        return [(DENSE, model, None)]
+        return [(DENSE, model, None, {})]
     labels = [f"{lv:g}" for lv in sparsifier.levels]
     if sparsifier.mode != "channel":
-        return [(label, model, i) for i, label in enumerate(labels)]
+        return [(label, model, i, {}) for i, label in enumerate(labels)]
     sparsifier.remove()
-    return [(label, shrink(model, sparsifier.keep_masks(model, i)), None) for i, label in enumerate(labels)]
+    return [(label, shrink(model, sparsifier.keep_masks(model, i)), None,
+             {relu: float(sparsifier.kept[i, j].double().mean()) for j, relu in enumerate(sparsifier.layers)})
+            for i, label in enumerate(labels)]
 
 
-def _dense_factors(model: nn.Module, net: nn.Module) -> dict[str, float]:
-    """Per conv, the full network's dense MACs over ``net``'s (1 unless channels were removed):
-    the dense count, and so the MAC reduction, stays that of the network as trained."""
+def _dense_factors(model: nn.Module, net: nn.Module) -> tuple[dict[str, float], dict[str, float]]:
+    """Per conv of ``net``, the full network's dense MACs over its own, and its share of the
+    full network's input channels (1 unless channels were removed): dense counts, MAC
+    reductions and sparsities stay those of the network as trained."""
     full = dict(model.named_modules())
-    return {name: (full[name].in_channels * full[name].out_channels) / (m.in_channels * m.out_channels)
-            for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+    convs = [(name, m, full[name]) for name, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    return ({name: (f.in_channels * f.out_channels) / (m.in_channels * m.out_channels) for name, m, f in convs},
+            {name: m.in_channels / f.in_channels for name, m, f in convs})
+
+
+def _full_width_sparsity(zero_share: float, kept_share: float) -> float:
+    """Zero share over the full width when only ``kept_share`` of the channels are present."""
+    return 1.0 - (1.0 - zero_share) * kept_share
 
 
 @torch.no_grad()
@@ -80,14 +92,18 @@ def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Ev
         samples[f"{set_name}/bicubic"] = _crop(rgb_to_y(imresize(data.lr[i], scale=float(data.scale))))
     hr_ys = [rgb_to_y(hr) for hr in data.hr]  # the same ground truth at every level
     image_rows, layer_rows, zeros = [], [], []
-    for label, net, level in _passes(model, sparsifier):
+    for label, net, level, kept in _passes(model, sparsifier):
         net.eval()
         if sparsifier is not None:
             sparsifier.level = level
+
+        def zero_share(_m: nn.Module, _i: tuple, out: torch.Tensor, share: float) -> None:
+            zeros.append(_full_width_sparsity(float((out == 0).double().mean()), share))
+
         # Registered after any sparsifier's hooks, so they see the sparsified features.
-        handles = [m.register_forward_hook(lambda _m, _i, out: zeros.append(float((out == 0).double().mean())))
-                   for m in net.modules() if isinstance(m, nn.ReLU)]
-        factor = _dense_factors(model, net)
+        handles = [m.register_forward_hook(functools.partial(zero_share, share=kept.get(name, 1.0)))
+                   for name, m in net.named_modules() if isinstance(m, nn.ReLU)]
+        factor, inputs = _dense_factors(model, net)
         with MacCounter(net) as counter:
             for i in tqdm(range(len(data)), desc=f"level {label}", leave=False, disable=None):
                 out = to_pixels(net(y_tensor(data.lr[i])))
@@ -106,7 +122,8 @@ def evaluate(model: nn.Module, data: SrSet, sparsifier: Sparsifier | None) -> Ev
                 })
                 layer_rows += [{"level": label, "set": data.sets[i], "image": data.names[i], "layer": c.layer,
                                 "dense_macs": c.dense_macs * factor[c.layer], "sparse_macs": c.sparse_macs,
-                                "input_sparsity": c.input_sparsity} for c in counts]
+                                "input_sparsity": _full_width_sparsity(c.input_sparsity, inputs[c.layer])}
+                               for c in counts]
         for handle in handles:
             handle.remove()
     if sparsifier is not None:
