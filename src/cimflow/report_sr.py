@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -24,6 +25,9 @@ NOTE = (
     "made by MATLAB-compatible bicubic downscaling of the modcropped HR images; the networks see and produce "
     "Y only. MACs are counted from the actual non-zeros of each image (a zero input entry costs nothing), "
     "mean per image; `dense` is a pass without sparsifier (its MACs already drop where ReLU outputs are zero). "
+    "`sr_channel` is the structured-pruning baseline (same recipe and levels, static channels): its channels "
+    "are removed for real, so a level s cuts a layer's inputs and its producer's outputs and the MACs fall "
+    "faster than the level; compare methods at equal MACs (the plot), not at equal level. "
     "The published bicubic rows (Set5 x2/x3/x4: 33.66 / 30.39 / 28.42 dB; BSD100: 29.56 / 27.21 / 25.96) and "
     "SRCNN / FSRCNN at x2 (Set5 36.66 / 37.00, BSD100 31.36 / 31.53; trained on T91 (+ General100) for many "
     "more iterations) stand beside the dense rows of the real-data task only; the embedded default trains on a "
@@ -139,6 +143,7 @@ def plot_sr(summary: pd.DataFrame, histories: dict[str, pd.DataFrame], out: Path
         if len(bicubic):
             ax.axhline(float(bicubic.iloc[0]), color="grey", linestyle=":", label="bicubic")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # minor labels overlap over a decade
         ax.set_xlabel("MACs per image, executed (M)")
         ax.set_ylabel("PSNR on Y (dB)")
         ax.set_title(f"{task}: {set_name}", fontsize=9)
@@ -150,7 +155,7 @@ def plot_sr(summary: pd.DataFrame, histories: dict[str, pd.DataFrame], out: Path
             ax.plot(hist["epoch"], hist["val_psnr"], label=key)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation PSNR (dB)")
-    ax.set_title("per epoch (Feature Regularization: at its sparsest level)", fontsize=8)
+    ax.set_title("per epoch (featreg, sr_channel: at the sparsest level)", fontsize=8)
     ax.grid(True, alpha=0.3)
     if histories:
         ax.legend(fontsize=6)
