@@ -162,12 +162,3 @@ def summarize(layers: pd.DataFrame, cim: CimParams) -> dict:
             "latency_per_image_s": perf["seconds"] / n, "tops_per_w": perf["tops_per_w"],
         }
     return sets
-
-
-def per_layer(layers: pd.DataFrame) -> pd.DataFrame:
-    """Mean per image of each layer's macro energy and its input-bit activity, per level."""
-    cols = ["energy_j", *(f"energy_{p}_j" for p in ENERGY_PARTS), "active_input_bits", "cycles"]
-    n = layers.groupby(["level"], sort=False)["image"].nunique()
-    table = layers.groupby(["level", "layer"], sort=False)[cols].sum().reset_index()
-    table[cols] = table[cols].div(table["level"].map(n), axis=0)
-    return table
