@@ -15,8 +15,9 @@ At each level the int8 model of stage ``export`` runs as the method defines it
   so they are removed for real (:func:`cimflow.shrink.shrink_quantized`): the producing
   layer loses columns and its consumer rows, hence segments, conversions and cycles.
 
-The peripheral work (requantization, buffers) is counted for the dense network, as an
-engine that does not compress activations would spend it. ADC full scales are set per
+The peripheral work (requantization, buffers) is counted on the network as the level runs
+it: dense for Feature Regularization, as an engine that does not compress activations
+would spend it; the smaller network for the structured baseline. ADC full scales are set per
 level on training patches, since sparser inputs give smaller sums: a chip holds one range
 register set per level it offers.
 """
@@ -58,28 +59,23 @@ class LevelModels:
         probe = None if thresholds is None else Sparsifier.from_table(qmodel, thresholds, source)
         self.mode = None if probe is None else probe.mode
         self.labels = [DENSE] if probe is None else [f"{lv:g}" for lv in probe.levels]
+        self._chains = channel_chains(self.float_model) if self.mode == "channel" else []
+        self._keep = ({label: probe.keep_masks(self.float_model, i) for i, label in enumerate(self.labels)}
+                      if self.mode == "channel" else {})  # each structured level's kept channels
 
     def build(self, label: str) -> nn.Module:
         if label not in self.labels:
             raise ValueError(f"{self.source}: no level {label!r} (levels {self.labels})")
         qmodel, _ = load_int8(self.int8_path)
-        if self.thresholds is None:
-            return qmodel
-        sparsifier = Sparsifier.from_table(qmodel, self.thresholds, self.source)
-        level = self.labels.index(label)
-        if self.mode != "channel":
-            sparsifier.level = level  # its hooks stay on the returned model
-            return qmodel
-        sparsifier.remove()
-        return shrink_quantized(qmodel, channel_chains(self.float_model),
-                                sparsifier.keep_masks(self.float_model, level))
+        if self.mode == "channel":
+            return shrink_quantized(qmodel, self._chains, self._keep[label])
+        if self.thresholds is not None:  # its hooks stay on the returned model
+            Sparsifier.from_table(qmodel, self.thresholds, self.source).level = self.labels.index(label)
+        return qmodel
 
     def float_at(self, label: str) -> nn.Module:
         """The float network with the level's structure (its peripheral work is counted on it)."""
-        if self.mode != "channel":
-            return self.float_model
-        sparsifier = Sparsifier.from_table(load_int8(self.int8_path)[0], self.thresholds, self.source)
-        return shrink(self.float_model, sparsifier.keep_masks(self.float_model, self.labels.index(label)))
+        return shrink(self.float_model, self._keep[label]) if self.mode == "channel" else self.float_model
 
 
 def ranges_per_level(levels: LevelModels, batches: list[torch.Tensor], cim: CimParams,

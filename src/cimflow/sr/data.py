@@ -19,7 +19,8 @@ from PIL import Image, UnidentifiedImageError
 
 from cimflow.artifacts import ArtifactError, load_tensors, save_tensors
 from cimflow.data.split import DataError
-from cimflow.sr.metrics import modcrop, rgb_to_y
+from cimflow.sr.inference import y_tensor
+from cimflow.sr.metrics import modcrop
 from cimflow.sr.resize import imresize
 
 SR_FORMAT = "cimflow-sr-data-v1"
@@ -160,7 +161,7 @@ def calibration_patches(data: SrSet, count: int, seed: int, size: int = CALIBRAT
     the image drawn in proportion to its area, the position uniform; an image smaller than
     ``size`` shrinks every patch to its side."""
     size = min(size, *(min(lr.shape[:2]) for lr in data.lr))
-    planes = [np.asarray(rgb_to_y(lr), dtype=np.float32) / 255.0 for lr in data.lr]
+    planes = [y_tensor(lr)[0, 0].numpy() for lr in data.lr]
     area = np.array([p.size for p in planes], dtype=np.float64)
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(planes), size=count, p=area / area.sum())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from torch import nn
+import pandas as pd
 
 from cimflow import layout, tracking
 from cimflow.artifacts import ArtifactError, load_table, save_json, save_table, save_tensors
@@ -20,16 +20,13 @@ from cimflow.sr.evaluate import bicubic_scores, evaluate, summary
 from cimflow.stages.common import outputs_exist, setup_torch, stage_params
 
 
-def _method_sparsifier(model: nn.Module, task: str, seed: int, method: str) -> tuple[Sparsifier | None, list[Path]]:
-    """The method's trained sparsifier attached to ``model`` (None for a dense method), and
-    the thresholds file it came from."""
+def method_thresholds(task: str, seed: int, method: str) -> tuple[pd.DataFrame | None, list[Path]]:
+    """The method's feature-sparsifier table (THRESHOLDS; None for a method without one) and
+    the file as a stage input (shared by the SR chip stages)."""
     if layout.THRESHOLDS not in METHODS[method].outputs:
         return None, []
     path = layout.path(layout.THRESHOLDS, task=task, seed=seed, method=method)
-    try:
-        return Sparsifier.from_table(model, load_table(path), str(path)), [path]
-    except ValueError as exc:
-        raise ArtifactError(str(exc)) from exc
+    return load_table(path), [path]
 
 
 def run(task: str, method: str, seed: int, params_file: Path) -> None:
@@ -38,7 +35,11 @@ def run(task: str, method: str, seed: int, params_file: Path) -> None:
     model_path = layout.path(layout.MODEL, task=task, seed=seed, method=method)
     test_path = layout.path(layout.PREPARED_TEST, task=task)
     model, _ = load_model(model_path)
-    sparsifier, thresholds = _method_sparsifier(model, task, seed, method)
+    table, thresholds = method_thresholds(task, seed, method)
+    try:
+        sparsifier = None if table is None else Sparsifier.from_table(model, table, str(thresholds[0]))
+    except ValueError as exc:
+        raise ArtifactError(str(exc)) from exc
     inputs = [model_path, test_path, *thresholds]
     test = srdata.load_sr_set(test_path)
     outs = [layout.path(p, task=task, seed=seed, method=method)

@@ -115,8 +115,9 @@ def _sr_part(sr_files: list[Path], params: Params) -> tuple[list[Section], list[
          "level (dense: the ReLU zeros alone). The first convolution sees the image itself."),
         ("Super resolution on the chip", report_sr.format_cim(cim), report_sr.CIM_NOTE),
         ("Super resolution on the chip: macro energy per layer (µJ per image)", report_sr.cim_layer_table(cim_layers),
-         "First seed of each run, mean over the test images of every set; the first convolution's input is the image, "
-         "so only the layers after a sparsified ReLU change with the level."),
+         "First seed of each run, mean over the test images of every set. The first convolution's input is the image, "
+         "so with Feature Regularization only the layers after a sparsified ReLU change with the level; the "
+         "structured baseline also removes the first convolution's output columns."),
     ]
     drawings = [lambda out: report_sr.plot_sr(summary, histories, out, dpi),
                 lambda out: report_sr.plot_crops(samples, out, dpi),

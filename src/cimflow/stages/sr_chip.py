@@ -14,12 +14,12 @@ from cimflow import layout, tracking
 from cimflow.artifacts import ArtifactError, load_table, save_json, save_table
 from cimflow.hardware import layout_layer
 from cimflow.measured_inl import measured_inl_inputs
-from cimflow.methods import METHODS
 from cimflow.quantize import quantized_layers
 from cimflow.sr import chip as srchip
 from cimflow.sr import data as srdata
 from cimflow.stages.cim_common import load_calibration, on_chip, relu_layers
 from cimflow.stages.common import outputs_exist, setup_torch, stage_params
+from cimflow.stages.evaluate_sr import method_thresholds
 
 
 def _paths(task: str, seed: int, method: str, *patterns: str) -> list[Path]:
@@ -28,11 +28,9 @@ def _paths(task: str, seed: int, method: str, *patterns: str) -> list[Path]:
 
 def _levels(task: str, seed: int, method: str, int8_path: Path) -> tuple[srchip.LevelModels, list[Path]]:
     """The int8 model at each level of the method, and the thresholds file that defines them."""
-    if layout.THRESHOLDS not in METHODS[method].outputs:
-        return srchip.LevelModels(int8_path, None, str(int8_path)), []
-    (path,) = _paths(task, seed, method, layout.THRESHOLDS)
+    table, thresholds = method_thresholds(task, seed, method)
     try:
-        return srchip.LevelModels(int8_path, load_table(path), str(path)), [path]
+        return srchip.LevelModels(int8_path, table, str((thresholds or [int8_path])[0])), thresholds
     except ValueError as exc:  # a table that does not fit the model (ShrinkError included)
         raise ArtifactError(str(exc)) from exc
 
