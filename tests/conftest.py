@@ -40,15 +40,17 @@ def smoke_params(raw: dict) -> dict:
     one epoch per ADMM phase, small calibration and sweep."""
     raw = yaml.safe_load(yaml.safe_dump(raw))
     raw["tasks"] = ["digits"]  # the domain-adaptation task has its own smoke run (domain_smoke_params)
-    raw["methods"] = ["baseline", "admm_prune", "admm_quant", "dynasty"]  # each chain, not every variant
+    raw["methods"] = ["baseline", "admm_prune", "admm_filter", "admm_quant", "dynasty"]  # each chain, not every variant
     raw["train"]["digits"] |= {"epochs": 2, "warmup_epochs": 0}
     raw["export"]["calibration_samples"] = 64
     raw["cim"] |= {"calibration_images": 32, "batch_size": 150}
+    sweep = raw["admm"]["digits"].pop("sweep")
     for section in raw["admm"]["digits"].values():  # keep every step and period, one epoch each
         section["admm"] |= {"periods": 2, "period_epochs": 1}
         for phase in ("retrain", "freeze"):
             if phase in section:
                 section[phase]["epochs"] = 1
+    raw["admm"]["digits"]["sweep"] = sweep | {"targets": [50]}  # one point per listed pruner
     raw["cim"]["sweep"] |= {"methods": ["baseline"], "adc_bits": [4, 8], "cap_mismatch_sigma": [0.0, 0.02],
                             "rows": [128], "bias_dac_bits": [8], "accumulation": ["analog"],
                             "test_images": 60}

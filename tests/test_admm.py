@@ -29,14 +29,16 @@ from cimflow.compress.admm.projections import (
     quantize_projection,
     top_k_mask,
 )
+from cimflow.compress.admm.sweep import overall_ratio, rescale, sweep_schedule
 from cimflow.errors import ParamsError
 from cimflow.params.train import TrainParams
 from cimflow.data.digits import load_digits
 from cimflow.data.split import Split
 from cimflow.models import build_model
 from cimflow.preprocess import Preprocessor
+from cimflow.shrink import shrink
 from cimflow.train import seed_everything
-from conftest import LENET5
+from conftest import LENET5, ROOT, run
 
 INPUT = 16  # smallest LeNet-5 input: keeps every training run well under a second
 LAYERS = ("conv1", "conv2", "fc1", "fc2")
@@ -281,3 +283,68 @@ def test_magnitude_baseline_meets_targets_within_admm_epoch_budget(data, base, c
         assert int(torch.count_nonzero(getattr(model, name).weight)) == int(result.masks[name].sum())
     assert result.rows[-1]["epochs"] == admm_result.rows[-1]["epochs"]
     assert max(r["step"] for r in result.rows) == (len(STEPS) if schedule == "iterative" else 1)
+
+
+# -- filter pruning and the ratio sweep ------------------------------------------------------
+
+FILTER_STEPS = [{"conv1": 0.25, "conv2": 0.3, "fc1": 0.5}, {"conv1": 0.5, "conv2": 0.6, "fc1": 0.8}]
+
+
+def test_filter_pruning_zeroes_whole_filters_with_their_bias_and_removes_them_exactly(data, base):
+    model = pretrained(data, base)
+    params = prune_params(granularity="filter", steps=[{"ratios": r} for r in FILTER_STEPS])
+    result = admm_prune(model, *data, base, params, seed=0, device=torch.device("cpu"))
+    keep = {}
+    for name, ratio in FILTER_STEPS[-1].items():
+        layer = getattr(model, name)
+        kept = torch.as_tensor(result.masks[name]).flatten(1).any(dim=1)
+        assert int(kept.sum()) == kept_count(kept.numel(), ratio)
+        assert torch.equal(layer.weight[~kept], torch.zeros_like(layer.weight[~kept]))
+        assert torch.equal(layer.bias[~kept], torch.zeros_like(layer.bias[~kept]))  # held at 0 through retraining
+        keep[name] = kept
+    small = shrink(model, keep)
+    assert small.conv1.out_channels == kept_count(20, 0.5) and small.fc1.out_features == kept_count(500, 0.8)
+    images = torch.randn(16, 1, INPUT, INPUT, generator=torch.Generator().manual_seed(3))
+    model.eval(), small.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(small(images), model(images), rtol=1e-5, atol=1e-5)
+
+
+SIZES = {"conv1": 500, "conv2": 25000, "fc1": 400000, "fc2": 5000}  # LeNet-5 at 28x28
+PAPER_STEPS = [{"conv1": 0.4, "conv2": 0.7, "fc1": 0.9, "fc2": 0.6},  # params.yaml's 246x schedule
+               {"conv1": 0.55, "conv2": 0.85, "fc1": 0.97, "fc2": 0.8},
+               {"conv1": 0.65, "conv2": 0.92, "fc1": 0.995, "fc2": 0.9},
+               {"conv1": 0.7, "conv2": 0.96, "fc1": 0.999, "fc2": 0.96}]
+
+
+@pytest.mark.parametrize("target", [50, 100, 246, 400, 1000])
+def test_sweep_schedule_reaches_each_target_with_the_profile_and_budget_of_prune(target):
+    prune = prune_params(steps=[{"ratios": r} for r in PAPER_STEPS])
+    schedule = sweep_schedule(prune, SIZES, target)
+    reached = [overall_ratio(SIZES, step.ratios) for step in schedule.steps]
+    assert target <= reached[-1] < target * 1.01  # the largest kept counts that still reach it
+    assert reached == sorted(reached)
+    for before, after in zip(schedule.steps, schedule.steps[1:]):  # progressive: no layer loosens
+        assert all(after.ratios[n] >= before.ratios[n] for n in SIZES)
+    assert schedule.model_copy(update={"steps": prune.steps}) == prune  # only the ratios change
+    final = schedule.steps[-1].ratios  # the profile: fc1 pruned hardest, conv1 least, as in prune
+    assert sorted(SIZES, key=final.get) == sorted(SIZES, key=PAPER_STEPS[-1].get)
+
+
+def test_sweep_schedule_at_prune_s_own_ratio_keeps_its_counts():
+    prune = prune_params(steps=[{"ratios": r} for r in PAPER_STEPS])
+    schedule = sweep_schedule(prune, SIZES, 246)
+    for mine, theirs in zip(schedule.steps, prune.steps, strict=True):
+        assert all(kept_count(SIZES[n], mine.ratios[n]) == kept_count(SIZES[n], theirs.ratios[n]) for n in SIZES)
+
+
+def test_sweep_target_beyond_one_weight_per_layer_fails():
+    with pytest.raises(ValueError, match="fewer weights than one per layer"):
+        rescale(SIZES, PAPER_STEPS[-1], 200_000)
+
+
+def test_a_sweep_point_outside_the_params_fails_naming_what_is_listed():
+    result = run(["cimflow", "sweep_prune", "--task", "digits", "--seed", "0", "--method", "admm_prune",
+                  "--target", "77"], cwd=ROOT)
+    assert result.returncode == 2
+    assert "admm.digits.sweep has methods" in result.stderr and "target 77" in result.stderr

@@ -116,7 +116,7 @@ def test_each_stage_holds_what_it_runs():
     files = {stage: set(fingerprint.stage_fingerprint(stage, sources).files) for stage in STAGES}
     assert {s for s, f in files.items() if "src/cimflow/cim/energy.py" in f} == CIM_STAGES
     assert {s for s, f in files.items() if "src/cimflow/compress/admm/solver.py" in f} == {
-        "admm_prune", "admm_quantize", "admm_binarize", "magnitude_prune"}
+        "admm_prune", "admm_filter", "admm_quantize", "admm_binarize", "magnitude_prune", "sweep_prune"}
     assert {s for s, f in files.items() if "src/cimflow/compress/dynasty/params.py" in f} == {"dynasty_train"}
     assert {s for s, f in files.items() if "src/cimflow/data/mnist.py" in f} == {"prepare", "prepare_target"}
     assert "src/cimflow/params/train.py" in files["train"] and "src/cimflow/params/train.py" not in files["report"]

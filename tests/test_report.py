@@ -74,3 +74,33 @@ def test_report_gives_seed_means_paired_intervals_and_every_seed(in_tmp):
     for plot in (layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS,
                  layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS):
         assert (in_tmp / plot).stat().st_size > 1000
+
+
+def _write_point(seed: int, method: str, target: int, accuracy: float) -> Path:
+    ids = {"task": "digits", "seed": seed, "method": method, "target": target}
+    path = layout.path(layout.SWEEP_METRICS, **ids)
+    save_json(path, ids | {"test_samples": 450, "float_accuracy": accuracy, "float_accuracy_low": accuracy - 0.02,
+                           "float_accuracy_high": accuracy + 0.01, "weights": 10000, "nonzero_weights": 10000 // target,
+                           "weight_compression": 10000 / (10000 // target)})
+    return path
+
+
+def test_ratio_sweep_states_where_admm_separates_beyond_the_paired_interval(in_tmp):
+    from cimflow.stages import report
+
+    files = [_write_run(s, "baseline", a) for s, a in zip(SEEDS, (0.97, 0.98, 0.97), strict=True)]
+    points = []
+    for seed in SEEDS:  # at 50x ADMM ties (differences +1, -1, 0 pt); at 400x it leads by 5-7 points
+        points += [_write_point(seed, "admm_prune", 50, 0.96 + (seed == 0) / 100 - (seed == 1) / 100),
+                   _write_point(seed, "magnitude_one_shot", 50, 0.96),
+                   _write_point(seed, "admm_prune", 400, 0.90 + seed / 100),
+                   _write_point(seed, "magnitude_one_shot", 400, 0.84 + seed / 200)]
+    report.run(files, Path("params.yaml"), sweep_files=points)
+    text = (in_tmp / layout.REPORT_MD).read_text()
+    assert "digits: ADMM above every magnitude pruner beyond the interval at 400x." in text
+    # ADMM at 400x: 90, 91, 92 % -> mean 91.00, t interval +-2.48; paired to the baseline: -7, -7, -5 pt
+    assert "| digits | admm_prune | 400x | 3 | 400.0x | 91.00% [88.52, 93.48] | -6.33 pt [-9.20, -3.46] |" in text
+    assert (in_tmp / layout.PLOT_RATIO_SWEEP).stat().st_size > 1000
+
+    report.run(files, Path("params.yaml"), sweep_files=[p for p in points if "seed0" in str(p)])
+    assert "digits: one seed, so no interval" in (in_tmp / layout.REPORT_MD).read_text()

@@ -136,6 +136,8 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
         assert metrics["parameters"] == 431_080 and 0.0 <= metrics["int8_accuracy"] <= 1.0
         summary = (project / layout.REPORT_MD).read_text()
         assert "| digits | baseline | 1 |" in summary and "## Paired differences" in summary
+        point = json.loads((project / "results/digits/seed0/sweep/admm_prune/x50/metrics.json").read_text())
+        assert point["weight_compression"] >= 50 and "| digits | admm_prune | 50x | 1 |" in summary
         pruned, quantized = (json.loads((project / f"results/digits/seed0/{m}/metrics.json").read_text())
                              for m in ("admm_prune", "admm_quant"))
         # Same masks, 3-bit codes kept exactly by the export: the true size is well below 8-bit sparse.
@@ -148,9 +150,17 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
         runs = mlflow.search_runs(experiment_names=["cimflow"], filter_string="tags.`cimflow.pipeline_id` = 'smoke-1'",
                                   output_format="list")
         stages = sorted(r.data.tags["cimflow.stage"] for r in runs)
-        assert set(stages) == {"prepare", "train", "admm_prune", "admm_quantize", "dynasty_train", "export", "evaluate",
-                               "calibrate", "map", "evaluate_cim", "cim_sweep", "report"}
-        assert len(stages) == 24  # every job of the smoke DAG but the `all` target
+        assert set(stages) == {"prepare", "train", "admm_prune", "admm_filter", "admm_quantize", "dynasty_train",
+                               "export", "evaluate",
+                               "calibrate", "map", "evaluate_cim", "cim_sweep", "sweep_prune", "evaluate_sweep",
+                               "report"}
+        assert len(stages) == 31  # every job of the smoke DAG but the `all` target
+        # Filter pruning removed whole filters: a smaller network, fewer conversions on the chip.
+        dense, shrunk = (json.loads((project / f"results/digits/seed0/{m}/{f}").read_text())
+                         for m, f in (("baseline", "cim_metrics.json"), ("admm_filter", "cim_metrics.json")))
+        filtered = json.loads((project / "results/digits/seed0/admm_filter/metrics.json").read_text())
+        assert filtered["parameters"] < 0.5 * metrics["parameters"] and filtered["weight_compression"] > 2
+        assert shrunk["conversions_per_inference"] < 0.5 * dense["conversions_per_inference"]
         evaluate = next(r for r in runs if r.data.tags["cimflow.stage"] == "evaluate"
                         and r.data.tags["cimflow.method"] == "baseline")
         assert evaluate.data.metrics["int8_accuracy"] == pytest.approx(metrics["int8_accuracy"])
@@ -177,7 +187,7 @@ def test_snakemake_reruns_exactly_what_an_edit_affects(project):
 
     edit_params(project, "evaluate.confidence_level", 0.9)
     planned = run(["snakemake", "-n"], cwd=project)
-    assert _planned_rules(planned.stdout) == {"evaluate", "evaluate_cim", "report"}
+    assert _planned_rules(planned.stdout) == {"evaluate", "evaluate_cim", "evaluate_sweep", "report"}
     edit_params(project, "evaluate.confidence_level", 0.95)
 
     def edit(rel: str, old: str, new: str) -> str:
@@ -240,8 +250,8 @@ def test_dvc_repro_matches_snakemake_and_reruns_only_dependents(project):
 
     with Repo(str(project)) as repo:
         names = {s.name for s in repo.index.stages}
-    dependents = {n for n in names if n.startswith(("evaluate-", "evaluate_cim-"))} | {"report"}
-    assert len(dependents) == 2 * 4 + 1
+    dependents = {n for n in names if n.startswith(("evaluate-", "evaluate_cim-", "evaluate_sweep-"))} | {"report"}
+    assert len(dependents) == 2 * 5 + 1 + 1  # five methods, the one sweep point, the report
     assert rerun == dependents
     for stage in names - dependents:
         assert f"Stage '{stage}' didn't change, skipping" in edited.stdout

@@ -11,13 +11,14 @@ import argparse
 import functools
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, get_args
 
+from cimflow.compress.admm.params import SweepMethod
 from cimflow.config import PARAMS_FILE, load_params
 from cimflow.errors import CimflowError
 from cimflow.methods import METHODS, SUPER_RESOLUTION, built_by, for_kind
 
-COMPRESSION_STAGES = ("admm_prune", "admm_quantize", "admm_binarize", "magnitude_prune")
+COMPRESSION_STAGES = ("admm_prune", "admm_filter", "admm_quantize", "admm_binarize", "magnitude_prune")
 ADAPTATION_STAGES = ("dann_train", "admp_prune", "channel_prune")
 SR_TRAINING = {"sr_train": "run_train", "featreg_train": "run_featreg"}  # functions of cimflow.stages.sr
 SR_CHIP = {"map_sr": "run_map", "evaluate_sr_cim": "run_evaluate"}  # functions of cimflow.stages.sr_chip
@@ -82,12 +83,21 @@ def _parser() -> argparse.ArgumentParser:
         seeded(p)
         p.add_argument("--method", required=True)
     for name, text in (("admm_prune", "ADMM progressive pruning of the baseline"),
+                       ("admm_filter", "ADMM filter pruning of the baseline; pruned filters are removed"),
                        ("admm_quantize", "ADMM quantization of the pruned model"),
                        ("admm_binarize", "ADMM binarization of the baseline"),
                        ("magnitude_prune", "magnitude pruning at the ADMM ratios and budget")):
         p = add(name, help=text)
         seeded(p)
         p.add_argument("--method", required=True, choices=built_by(name))
+    p = add("sweep_prune", help="one ratio-sweep point: the baseline pruned to --target x by --method")
+    seeded(p)
+    p.add_argument("--method", required=True, choices=list(get_args(SweepMethod)))
+    p.add_argument("--target", type=int, required=True, help="overall compression (weights / nonzeros)")
+    p = add("evaluate_sweep", help="test accuracy and compression of one ratio-sweep point")
+    seeded(p)
+    p.add_argument("--method", required=True, choices=list(get_args(SweepMethod)))
+    p.add_argument("--target", type=int, required=True)
     for name, text in (("dann_train", "the unpruned UDA teacher: DANN on labeled source + unlabeled target"),
                        ("admp_prune", "ADMP: adversarial double-mask channel pruning of the teacher"),
                        ("channel_prune", "L1 channel pruning, then KD (adapt-then-prune) or DANN (prune-then-adapt)")):
@@ -108,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     p = add("report", help="regenerate reports/ from metrics files")
     p.add_argument("metrics", nargs="*", type=Path, help="metrics.json files of the run (accuracy-scored tasks)")
     p.add_argument("--sr", nargs="*", type=Path, default=[], help="sr_metrics.json files (super-resolution tasks)")
+    p.add_argument("--ratio-sweep", nargs="*", type=Path, default=[], help="metrics.json files of ratio-sweep points")
 
     add("check-params", help="validate params.yaml and print the tasks it defines")
     p = add("fingerprint", help="refresh the stages' code fingerprints (results/code/): what each stage runs")
@@ -152,7 +163,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "report":
         from cimflow.stages import report
 
-        report.run(args.metrics, args.params, args.sr)
+        report.run(args.metrics, args.params, args.sr, args.ratio_sweep)
         return 0
     if args.command in SR_TRAINING:
         from cimflow.stages import sr
@@ -163,6 +174,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cimflow.stages import sr_chip
 
         getattr(sr_chip, SR_CHIP[args.command])(args.task, args.method, args.seed, args.params)
+        return 0
+    if args.command in ("sweep_prune", "evaluate_sweep"):
+        from cimflow.stages import compress, evaluate
+
+        stage = compress if args.command == "sweep_prune" else evaluate
+        stage.run_sweep(args.task, args.method, args.seed, args.target, args.params)
         return 0
     if args.command in COMPRESSION_STAGES:
         from cimflow.stages import compress

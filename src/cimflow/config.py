@@ -20,7 +20,7 @@ from cimflow.compress.dynasty.params import DynastyParams
 from cimflow.compress.featreg.params import FeatRegParams
 from cimflow.errors import ParamsError
 from cimflow.methods import METHODS as METHOD_TABLE
-from cimflow.methods import SUPER_RESOLUTION, for_kind
+from cimflow.methods import CLASSIFICATION, SUPER_RESOLUTION, for_kind
 from cimflow.params.cim import METHODS, CimParams
 from cimflow.params.data import SOURCES, DataSource
 from cimflow.params.evaluate import EvaluateParams
@@ -55,6 +55,14 @@ class Params(StrictModel):
     def swept_methods(self) -> list[str]:
         """The cim.sweep models this run builds (a run of other methods sweeps none)."""
         return [m for m in self.cim.sweep.methods if m in self.methods]
+
+    def sweep_points(self, task: str) -> list[tuple[str, int]]:
+        """(pruner, target) of the ratio sweep this run builds on ``task``: the pruners of
+        ``admm.<task>.sweep`` that are among the run's methods, at every target."""
+        if self.kind(task) != CLASSIFICATION or task not in self.admm:
+            return []
+        sweep = self.admm[task].sweep
+        return [(m, t) for m in sweep.methods if m in self.methods for t in sweep.targets]
 
     def kind(self, task: str) -> str:
         """The task's kind (classification, domain_adaptation, super_resolution), from its data source."""

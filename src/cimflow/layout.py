@@ -34,6 +34,9 @@ SR_SAMPLES = "results/{task}/seed{seed}/{method}/samples.safetensors"  # crops f
 SR_CIM_MAPPING = "results/{task}/seed{seed}/{method}/sr_cim_mapping.parquet"  # per level and layer
 SR_CIM_LAYERS = "results/{task}/seed{seed}/{method}/sr_cim_layers.parquet"  # per level, image and layer
 SR_CIM_METRICS = "results/{task}/seed{seed}/{method}/sr_cim_metrics.json"
+SWEEP_MODEL = "results/{task}/seed{seed}/sweep/{method}/x{target}/model.safetensors"  # ratio sweep point
+SWEEP_STEPS = "results/{task}/seed{seed}/sweep/{method}/x{target}/steps.parquet"
+SWEEP_METRICS = "results/{task}/seed{seed}/sweep/{method}/x{target}/metrics.json"
 CIM_CODES = "results/cim/calibration_codes.parquet"
 CIM_TRIM = "results/cim/sign_trim.parquet"
 CIM_MAPPING = "results/{task}/seed{seed}/{method}/cim_mapping.parquet"
@@ -52,6 +55,7 @@ PLOT_DOMAIN = "reports/domain_pruning.png"
 PLOT_SR = "reports/sr_psnr_vs_macs.png"
 PLOT_SR_CROPS = "reports/sr_crops.png"
 PLOT_SR_CIM = "reports/sr_cim_energy.png"
+PLOT_RATIO_SWEEP = "reports/ratio_sweep.png"
 LOG = "logs/{stage}/{job}.log"
 
 

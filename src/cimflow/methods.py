@@ -45,6 +45,7 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("baseline", "train", (layout.MODEL, layout.HISTORY), kinds=(CLASSIFICATION, DOMAIN_ADAPTATION)),
         Method("admm_prune", "admm_prune", _PRUNED, "baseline", "baseline", (layout.MODEL,)),
+        Method("admm_filter", "admm_filter", _PRUNED, "baseline", "baseline", (layout.MODEL,)),
         Method("admm_quant", "admm_quantize", _QUANTIZED, "admm_prune", "baseline", (layout.MODEL, layout.MASKS)),
         Method("admm_binary", "admm_binarize", _QUANTIZED, "baseline", "baseline", (layout.MODEL,)),
         Method("magnitude_one_shot", "magnitude_prune", _PRUNED, "baseline", "baseline", (layout.MODEL,)),

@@ -30,7 +30,12 @@ class Paired:
 
 def paired_difference(a: pd.Series, b: pd.Series, confidence: float) -> Paired:
     """Paired difference over the seeds (index) present in both ``a`` and ``b``."""
-    diff = (a - b).dropna()
+    return mean_interval(a - b, confidence)
+
+
+def mean_interval(values: pd.Series, confidence: float) -> Paired:
+    """Mean of ``values`` (NaNs dropped) with a two-sided Student-t interval over them."""
+    diff = values.dropna()
     n = len(diff)
     if n == 0:
         return Paired(0, math.nan, math.nan, math.nan, math.nan)

@@ -30,6 +30,7 @@ os.environ.setdefault("CIMFLOW_PIPELINE_ID", f"snakemake-{uuid.uuid4().hex[:12]}
 wildcard_constraints:
     seed=r"\d+",
     task=r"[A-Za-z0-9_]+",
+    method=r"[A-Za-z0-9_]+",
 
 
 def stage_params(stage):
@@ -74,7 +75,7 @@ def thresholds(wildcards):
 def report_outputs():
     return [layout.REPORT_MD, layout.REPORT_HTML, layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING,
             layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS, layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS,
-            layout.PLOT_DOMAIN, layout.PLOT_SR, layout.PLOT_SR_CROPS, layout.PLOT_SR_CIM]
+            layout.PLOT_DOMAIN, layout.PLOT_SR, layout.PLOT_SR_CROPS, layout.PLOT_SR_CIM, layout.PLOT_RATIO_SWEEP]
 
 
 def _every(pattern, methods=None, kinds=LABELLED_KINDS):
@@ -119,6 +120,13 @@ def run_cim_metrics():
 
 def run_cim_layers():
     return _every(layout.CIM_MAPPING) + _every(layout.CIM_SYSTEM)
+
+
+def run_ratio_sweep():
+    """Test metrics of every ratio-sweep point the run builds (cimflow.config.Params.sweep_points)."""
+    return [layout.SWEEP_METRICS.format(task=task, seed=seed, method=method, target=target)
+            for task in config["tasks"] for seed in config["seeds"]
+            for method, target in _run_params.sweep_points(task)]
 
 
 def run_cim_sweeps():

@@ -14,6 +14,7 @@ rule report:
         sr_samples=run_sr(layout.SR_SAMPLES),
         sr_cim=run_sr(layout.SR_CIM_METRICS),
         sr_cim_layers=run_sr(layout.SR_CIM_LAYERS),
+        ratio_sweep=run_ratio_sweep(),
     output:
         markdown=layout.REPORT_MD,
         html=layout.REPORT_HTML,
@@ -27,6 +28,7 @@ rule report:
         sr=layout.PLOT_SR,
         sr_crops=layout.PLOT_SR_CROPS,
         sr_cim=layout.PLOT_SR_CIM,
+        ratio_sweep=layout.PLOT_RATIO_SWEEP,
     params:
         values=stage_params("report"),
     log:
@@ -38,4 +40,4 @@ rule report:
     conda:
         "../envs/cimflow.yaml"
     shell:
-        "cimflow report {input.metrics} --sr {input.sr_metrics} --log {log}"
+        "cimflow report {input.metrics} --sr {input.sr_metrics} --ratio-sweep {input.ratio_sweep} --log {log}"

@@ -36,7 +36,9 @@ STAGES = {
         Stage("admm_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
         Stage("admm_quantize", ("threads", "train.{task}", "admm.{task}.quantize"), "compress"),
         Stage("admm_binarize", ("threads", "train.{task}", "admm.{task}.binarize"), "compress"),
+        Stage("admm_filter", ("threads", "train.{task}", "admm.{task}.filter"), "compress"),
         Stage("magnitude_prune", ("threads", "train.{task}", "admm.{task}.prune"), "compress"),
+        Stage("sweep_prune", ("threads", "train.{task}", "admm.{task}.prune", "admm.{task}.sweep"), "compress"),
         Stage("dynasty_train", ("threads", "train.{task}", "dynasty")),
         Stage("dann_train", ("threads", "train.{task}", "admp.{task}.dann"), "adapt"),
         Stage("admp_prune", ("threads", "train.{task}", "admp.{task}"), "adapt"),
@@ -50,6 +52,7 @@ STAGES = {
                                   "cim.chip_seed", "cim.noise", "cim.noise_seed"), "sr_chip"),
         Stage("export", ("threads", "export")),
         Stage("evaluate", ("threads", "evaluate")),
+        Stage("evaluate_sweep", ("threads", "evaluate"), "evaluate"),
         Stage("calibrate", ("cim.macro", "cim.measured_inl", "cim.chip_seed", "cim.calibration"), runs_model=False),
         Stage("map", ("threads", "cim.macro", "cim.measured_inl", "cim.mapping", "cim.system", "cim.chip_seed",
                       "cim.full_scale_percentile",
@@ -66,6 +69,6 @@ STAGES = {
 """No stage reads ``seeds``: a seed reaches a job as its ``{seed}`` wildcard (``--seed``),
 so adding a seed adds jobs and reruns none."""
 
-EVALUATION_STAGES = frozenset({"evaluate", "evaluate_cim", "cim_sweep", "evaluate_sr",
+EVALUATION_STAGES = frozenset({"evaluate", "evaluate_sweep", "evaluate_cim", "cim_sweep", "evaluate_sr",
                                "evaluate_sr_cim"})
 """The only stages that may read a task's test split."""

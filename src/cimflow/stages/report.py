@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cimflow import layout, report, report_domain, report_sr, tracking  # noqa: E402
+from cimflow import layout, report, report_domain, report_sr, report_sweep, tracking  # noqa: E402
 from cimflow.artifacts import ArtifactError, atomic_path, load_json, load_table, load_tensors, write_text  # noqa: E402
 from cimflow.config import Params  # noqa: E402
 from cimflow.methods import METHODS  # noqa: E402
@@ -26,6 +26,7 @@ Drawing = Callable[[Path], None]
 ACCURACY_PLOTS = (layout.PLOT_ACCURACY_SIZE, layout.PLOT_TRAINING, layout.PLOT_CIM_SWEEP, layout.PLOT_CIM_LAYERS,
                   layout.PLOT_COMPRESSION, layout.PLOT_BITWIDTHS, layout.PLOT_DOMAIN)
 SR_PLOTS = (layout.PLOT_SR, layout.PLOT_SR_CROPS, layout.PLOT_SR_CIM)
+SWEEP_PLOTS = (layout.PLOT_RATIO_SWEEP,)
 
 
 def _placeholder(text: str, dpi: int) -> Drawing:
@@ -125,16 +126,39 @@ def _sr_part(sr_files: list[Path], params: Params) -> tuple[list[Section], list[
     return sections, drawings, inputs
 
 
-def run(metrics_files: list[Path], params_file: Path, sr_files: list[Path] = ()) -> None:
+def _sweep_part(sweep_files: list[Path], metrics_files: list[Path],
+                params: Params) -> tuple[list[Section], list[Drawing], list[Path]]:
+    """Sections and the drawing (SWEEP_PLOTS) of the ratio sweep, against the run's baselines."""
+    dpi = params.report.plot_dpi
+    if not sweep_files:
+        return [], [_placeholder("no ratio sweep in this run", dpi)], []
+    confidence = params.evaluate.confidence_level
+    per_seed = report_sweep.sweep_table([load_json(p) for p in sweep_files])
+    baselines = [m for m in map(load_json, metrics_files) if m["method"] == "baseline"]
+    baseline = pd.DataFrame(baselines, columns=["task", "seed", "float_accuracy"])
+    summary = report_sweep.sweep_summary(per_seed, baseline, confidence)
+    paired = report_sweep.separation(per_seed, confidence)
+    sections = [
+        ("ADMM ratio sweep", report_sweep.format_summary(summary, confidence), report_sweep.NOTE),
+        ("ADMM against magnitude pruning in the sweep", report_sweep.format_separation(paired, confidence),
+         f"ADMM minus each magnitude pruner at the same target, paired per seed ({confidence:.0%} Student-t "
+         f"interval). {report_sweep.separation_statement(paired)}"),
+    ]
+    return sections, [lambda out: report_sweep.plot_sweep(summary, baseline, out, dpi)], list(sweep_files)
+
+
+def run(metrics_files: list[Path], params_file: Path, sr_files: list[Path] = (),
+        sweep_files: list[Path] = ()) -> None:
     params, values = stage_params("report", params_file)
     if not metrics_files and not sr_files:
         raise ArtifactError("report needs at least one metrics.json or sr_metrics.json file")
     accuracy_sections, accuracy_drawings, accuracy_inputs = _accuracy_part(list(metrics_files), params)
     sr_sections, sr_drawings, sr_inputs = _sr_part(list(sr_files), params)
-    sections = accuracy_sections + sr_sections
-    plots = [Path(p) for p in (*ACCURACY_PLOTS, *SR_PLOTS)]
-    with tracking.stage_run("report", values, accuracy_inputs + sr_inputs) as run_:
-        for plot, draw in zip(plots, accuracy_drawings + sr_drawings, strict=True):
+    sweep_sections, sweep_drawings, sweep_inputs = _sweep_part(list(sweep_files), list(metrics_files), params)
+    sections = accuracy_sections + sweep_sections + sr_sections
+    plots = [Path(p) for p in (*ACCURACY_PLOTS, *SR_PLOTS, *SWEEP_PLOTS)]
+    with tracking.stage_run("report", values, accuracy_inputs + sr_inputs + sweep_inputs) as run_:
+        for plot, draw in zip(plots, accuracy_drawings + sr_drawings + sweep_drawings, strict=True):
             with atomic_path(plot) as tmp:
                 draw(tmp)
         write_text(layout.REPORT_MD, report.render_markdown(params.report.title, sections, plots))

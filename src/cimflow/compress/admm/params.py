@@ -89,7 +89,37 @@ class AdmmQuantizeParams(StrictModel):
     freeze: Freeze
 
 
+SweepMethod = Literal["admm_prune", "magnitude_one_shot", "magnitude_iterative"]
+
+
+class AdmmSweep(StrictModel):
+    """The ratio sweep: each method pruned to each overall compression target.
+
+    A target's per-layer ratios are ``prune``'s, rescaled (``cimflow.compress.admm.sweep``),
+    with the same steps, periods and epoch budget, so only the ratio changes.
+    """
+
+    targets: Annotated[list[Annotated[int, Field(gt=1)]], Field(min_length=1)]  # overall weights / nonzeros
+    methods: Annotated[list[SweepMethod], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AdmmSweep:
+        for name, values in (("targets", self.targets), ("methods", self.methods)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} lists a value twice: {values}")
+        return self
+
+
 class AdmmTaskParams(StrictModel):
     prune: AdmmPruneParams
+    filter: AdmmPruneParams
     quantize: AdmmQuantizeParams
     binarize: AdmmQuantizeParams
+    sweep: AdmmSweep
+
+    @model_validator(mode="after")
+    def _filter_is_structured(self) -> AdmmTaskParams:
+        if self.filter.granularity != "filter":
+            raise ValueError(f"filter.granularity must be 'filter' (whole output filters), "
+                             f"got {self.filter.granularity!r}")
+        return self

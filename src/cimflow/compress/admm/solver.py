@@ -138,28 +138,43 @@ class HoldWeights(Hook):
 
     Zeroing their gradients is the masked retraining of the papers; writing the held
     values back after each step makes it exact, because weight decay and momentum
-    would still move them (a frozen quantized weight is not zero).
+    would still move them (a frozen quantized weight is not zero). ``biases`` (layer ->
+    bool per output) holds biases the same way: a pruned filter's bias stays 0, so its
+    output channel is exactly zero and can be removed.
     """
 
-    def __init__(self, layers: Mapping[str, nn.Module], trainable: Mapping[str, Tensor]) -> None:
+    def __init__(self, layers: Mapping[str, nn.Module], trainable: Mapping[str, Tensor],
+                 biases: Mapping[str, Tensor] | None = None) -> None:
         self.layers = dict(layers)
-        self.trainable = dict(trainable)
-        self.held: dict[str, Tensor] = {}
+        self.masks = {(n, "weight"): m for n, m in trainable.items()}
+        self.masks |= {(n, "bias"): m for n, m in (biases or {}).items()}
+        self.held: dict[tuple[str, str], Tensor] = {}
+
+    def _entries(self) -> list[tuple[tuple[str, str], Tensor, Tensor]]:
+        return [(key, getattr(self.layers[key[0]], key[1]), mask) for key, mask in self.masks.items()]
 
     def on_train_start(self, state: TrainState) -> None:
-        for name, layer in self.layers.items():
-            self.trainable[name] = self.trainable[name].to(layer.weight.device)
-            self.held[name] = layer.weight.detach().clone()
+        for key, tensor, mask in self._entries():
+            self.masks[key] = mask.to(tensor.device)
+            self.held[key] = tensor.detach().clone()
 
     def after_backward(self, state: TrainState) -> None:
-        for name, layer in self.layers.items():
-            if layer.weight.grad is not None:
-                layer.weight.grad.mul_(self.trainable[name])
+        for _, tensor, mask in self._entries():
+            if tensor.grad is not None:
+                tensor.grad.mul_(mask)
 
     @torch.no_grad()
     def after_step(self, state: TrainState) -> None:
-        for name, layer in self.layers.items():
-            layer.weight.copy_(torch.where(self.trainable[name], layer.weight, self.held[name]))
+        for key, tensor, mask in self._entries():
+            tensor.copy_(torch.where(mask, tensor, self.held[key]))
+
+
+def filter_biases(layers: Mapping[str, nn.Module], masks: Mapping[str, Tensor],
+                  granularity: Granularity) -> dict[str, Tensor]:
+    """Per-output keep masks of the biases to hold: filter pruning drops a filter's bias with it."""
+    if granularity != "filter":
+        return {}
+    return {n: masks[n].flatten(1).any(dim=1) for n, m in layers.items() if m.bias is not None}
 
 
 Projection = Callable[[Tensor], Tensor]
@@ -211,13 +226,15 @@ class PeriodRecord:
 
 
 def run_admm(trainer: PhaseTrainer, layers: Mapping[str, nn.Module], projections: Mapping[str, Projection],
-             schedule: AdmmSchedule, trainable: Mapping[str, Tensor], label: str) -> list[PeriodRecord]:
-    """One ADMM stage; entries outside ``trainable`` (earlier prunings) stay fixed throughout."""
+             schedule: AdmmSchedule, trainable: Mapping[str, Tensor], label: str,
+             biases: Mapping[str, Tensor] | None = None) -> list[PeriodRecord]:
+    """One ADMM stage; entries outside ``trainable`` (earlier prunings) and the biases
+    ``biases`` excludes stay fixed throughout."""
     admm = Admm(layers, projections, schedule.rho, schedule.rho_growth)
     records = []
     for period in range(1, schedule.periods + 1):
         rho = admm.rho
-        accuracy = trainer.train(schedule.period_epochs, schedule.lr, [admm, HoldWeights(layers, trainable)])
+        accuracy = trainer.train(schedule.period_epochs, schedule.lr, [admm, HoldWeights(layers, trainable, biases)])
         residuals = admm.update()
         records.append(PeriodRecord(period, rho, accuracy, residuals, trainer.epochs_done))
         gaps = " ".join(f"{n} {r:.3g}" for n, r in residuals.items())
@@ -257,11 +274,14 @@ def prune_and_retrain(trainer: PhaseTrainer, layers: Mapping[str, nn.Module], al
             masks[name] = prune_mask(w, ratios[name], granularity, allowed[name])
             removed[name] = _relative_norm(torch.where(masks[name], 0.0, w), w)
             w.masked_fill_(~masks[name], 0.0)
+        biases = filter_biases(layers, masks, granularity)
+        for name, keep in biases.items():
+            layers[name].bias.masked_fill_(~keep, 0.0)
     accuracy = trainer.evaluate()
     rows = [_prune_row(step, prune_phase, 0, n, m, ratios[n], math.nan, accuracy, removed[n], trainer.epochs_done)
             for n, m in layers.items()]
     print(f"step {step} {prune_phase}: val {accuracy:.4f} {_rate_text(trainer.model)}", file=sys.stderr, flush=True)
-    accuracy = trainer.train(retrain.epochs, retrain.lr, [HoldWeights(layers, masks)])
+    accuracy = trainer.train(retrain.epochs, retrain.lr, [HoldWeights(layers, masks, biases)])
     rows += [_prune_row(step, "retrain", 0, n, m, ratios[n], math.nan, accuracy, 0.0, trainer.epochs_done)
              for n, m in layers.items()]
     print(f"step {step} retrain: val {accuracy:.4f}", file=sys.stderr, flush=True)
@@ -283,7 +303,8 @@ def admm_prune(model: nn.Module, train_split: Split, val_split: Split, prep: Pre
         projections = {n: functools.partial(prune_projection, ratio=targets.ratios[n],
                                             granularity=params.granularity, allowed=allowed[n]) for n in layers}
         label = f"admm prune step {step}/{len(params.steps)}"
-        for record in run_admm(trainer, layers, projections, params.admm, allowed, label):
+        biases = filter_biases(layers, allowed, params.granularity)
+        for record in run_admm(trainer, layers, projections, params.admm, allowed, label, biases):
             rows += [_prune_row(step, "admm", record.period, n, m, targets.ratios[n], record.rho,
                                 record.val_accuracy, record.residuals[n], record.epochs_done)
                      for n, m in layers.items()]
