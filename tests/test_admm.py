@@ -348,3 +348,22 @@ def test_a_sweep_point_outside_the_params_fails_naming_what_is_listed():
                   "--target", "77"], cwd=ROOT)
     assert result.returncode == 2
     assert "admm.digits.sweep has methods" in result.stderr and "target 77" in result.stderr
+
+
+TASK_SHAPES = {"digits": (1, 10), "mnist": (1, 10), "usps": (1, 10), "cifar10": (3, 10)}  # in_channels, classes
+
+
+@pytest.mark.parametrize("task", sorted(TASK_SHAPES))
+def test_every_admm_schedule_names_layers_of_its_task_s_network(task):
+    """A misspelt layer would fail only when the stage runs (for cifar10, on a GPU)."""
+    from cimflow.config import load_params
+    from cimflow.shrink import channel_chains
+
+    params = load_params(ROOT / "params.yaml")
+    assert set(params.admm) == set(TASK_SHAPES)
+    model = params.train[task].model.to_ref().build(*TASK_SHAPES[task], params.train[task].input_size)
+    cfg = params.admm[task]
+    for names in (*(s.ratios for s in cfg.prune.steps), cfg.quantize.bits, cfg.binarize.bits):
+        constrained_layers(model, names)  # raises naming the valid layers
+    prunable = {chain.layer for chain in channel_chains(model)}
+    assert set(cfg.filter.steps[0].ratios) <= prunable  # admm_filter removes what it prunes
