@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import NullLocator  # noqa: E402
 
 from cimflow.seedstats import mean_interval, paired_difference  # noqa: E402
 
@@ -118,7 +119,8 @@ def _with_interval(mean: float, low: float, high: float, unit: str, signed: bool
 
 def plot_sweep(summary: pd.DataFrame, baseline: pd.DataFrame, out: Path, dpi: int) -> None:
     """Test accuracy against the overall compression target, one panel per task, one line
-    per pruner (mean over seeds, t interval as error bars); the baseline's mean as a line."""
+    per pruner (mean over seeds, t interval as error bars, pruners nudged apart along x so
+    the bars do not hide each other); the baseline's mean as a line."""
     tasks = sorted(summary["task"].unique()) if len(summary) else []
     fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(5.5 * max(len(tasks), 1), 4.2), squeeze=False)
     if not tasks:
@@ -126,16 +128,21 @@ def plot_sweep(summary: pd.DataFrame, baseline: pd.DataFrame, out: Path, dpi: in
         axes[0][0].set_axis_off()
     for ax, task in zip(axes[0], tasks):
         rows = summary[summary["task"] == task]
-        for method, group in rows.groupby("method", sort=True):
+        methods = sorted(rows["method"].unique())
+        for index, (method, group) in enumerate(rows.groupby("method", sort=True)):
             group = group.sort_values("target")
+            nudge = 1 + 0.03 * (index - (len(methods) - 1) / 2)
             error = [(100 * (group["accuracy"] - group["low"])).fillna(0), (100 * (group["high"] - group["accuracy"]))
                      .fillna(0)]
-            ax.errorbar(group["compression"], 100 * group["accuracy"], yerr=error, marker="o", capsize=3,
+            ax.errorbar(group["compression"] * nudge, 100 * group["accuracy"], yerr=error, marker="o", capsize=3,
                         label=method)
         base = baseline.loc[baseline["task"] == task, "float_accuracy"]
         if len(base):
             ax.axhline(100 * base.mean(), color="grey", linestyle="--", label="baseline (mean)")
         ax.set_xscale("log")
+        targets = sorted(rows["target"].unique())
+        ax.set_xticks(targets, labels=[f"{t:g}x" for t in targets])
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("weight compression reached (weights / non-zeros)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{task}: accuracy against pruning ratio")
