@@ -128,10 +128,10 @@ def plot_sweep(summary: pd.DataFrame, baseline: pd.DataFrame, out: Path, dpi: in
         axes[0][0].set_axis_off()
     for ax, task in zip(axes[0], tasks):
         rows = summary[summary["task"] == task]
-        methods = sorted(rows["method"].unique())
+        pruners = rows["method"].nunique()
         for index, (method, group) in enumerate(rows.groupby("method", sort=True)):
             group = group.sort_values("target")
-            nudge = 1 + 0.03 * (index - (len(methods) - 1) / 2)
+            nudge = 1 + 0.03 * (index - (pruners - 1) / 2)
             error = [(100 * (group["accuracy"] - group["low"])).fillna(0), (100 * (group["high"] - group["accuracy"]))
                      .fillna(0)]
             ax.errorbar(group["compression"] * nudge, 100 * group["accuracy"], yerr=error, marker="o", capsize=3,
