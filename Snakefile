@@ -16,6 +16,12 @@ include: "workflow/rules/hardware.smk"
 include: "workflow/rules/report.smk"
 
 
+# DVC learns what Snakemake finished (cimflow.dvclock), so `dvc status` and `dvc repro`
+# agree with it; not run after a dry run or a run with nothing to do.
+onsuccess:
+    shell("cimflow dvc-commit")
+
+
 rule all:
     default_target: True
     input:

@@ -1,5 +1,6 @@
 """Both front ends over one DAG: lint, dvc.yaml parity, end-to-end runs, rerun triggers,
-MLflow against a real tracking server, and byte-identical outputs across front ends."""
+MLflow against a real tracking server, byte-identical outputs across front ends, and the
+results shared through local-folder and S3 DVC remotes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from cimflow import layout
-from conftest import ROOT, copy_project, edit_params, run, tool_env
+from cimflow.fingerprint import CODE_DIR
+from conftest import BIN, ROOT, copy_project, edit_params, run, tool_env
 
 
 def test_snakemake_lint_passes():
@@ -90,6 +92,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait_http(url: str, server: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            pass
+        assert server.poll() is None, f"{what} exited"
+        assert time.monotonic() < deadline, f"{what} did not answer"
+        time.sleep(0.5)
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop a server started by a test, by its PID."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A temporary git repository holding a smoke copy of the project (with its .dvc/)."""
@@ -117,17 +142,7 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, "mlflow server exited"
-            assert time.monotonic() < deadline, "mlflow server did not become healthy"
-            time.sleep(1)
+        _wait_http(f"{uri}/health", server, "mlflow server")
 
         result = run(["snakemake", "--cores", "2"], cwd=project, MLFLOW_TRACKING_URI=uri,
                      CIMFLOW_PIPELINE_ID="smoke-1")
@@ -171,11 +186,7 @@ def test_snakemake_smoke_pipeline_logs_to_mlflow_server(project, tmp_path):
                                                     artifact_path="results/digits/seed0/baseline")
         assert [a.path for a in artifacts] == ["results/digits/seed0/baseline/metrics.json"]
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        _stop(server)
 
 
 @pytest.mark.slow
@@ -230,31 +241,51 @@ def test_a_new_seed_adds_jobs_and_reruns_none(project):
 
 
 @pytest.mark.slow
-def test_dvc_repro_matches_snakemake_and_reruns_only_dependents(project):
+def test_the_venv_s_snakemake_runs_jobs_without_activating_it(project):
+    """Rules call `cimflow` from Snakemake's own environment (cimflow.jobenv), and so does
+    the lock record after the run: nothing of the venv needs to be on PATH."""
+    first = run(["snakemake", "--cores", "2"], cwd=project)
+    assert first.returncode == 0, first.stderr[-3000:]
+    env = tool_env(PATH="/usr/bin:/bin")
+    result = subprocess.run([str(BIN / "snakemake"), "--cores", "1", "--forcerun", "report"], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Finished job" in result.stderr and "stages recorded" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_dvc_knows_what_snakemake_finished_and_matches_it_byte_for_byte(project):
+    """After a Snakemake run DVC's lock records it (cimflow.dvclock): `dvc status` is
+    clean, a params edit reruns only its dependents under `dvc repro`, and a forced DVC
+    run of the whole DAG writes the same bytes as Snakemake."""
     ran = run(["snakemake", "--cores", "2"], cwd=project)
     assert ran.returncode == 0, ran.stderr[-3000:]
     snakemake_outputs = _hashes(project, ARTIFACTS)
+    status = run(["dvc", "status"], cwd=project)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout[-3000:]
 
-    full = run(["dvc", "repro"], cwd=project)
-    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
-    assert _hashes(project, ARTIFACTS) == snakemake_outputs  # same bytes from either front end
-
-    noop = run(["dvc", "repro"], cwd=project)
-    assert "Data and pipelines are up to date" in noop.stdout
-
-    edit_params(project, "evaluate.confidence_level", 0.9)
-    edited = run(["dvc", "repro"], cwd=project)
-    assert edited.returncode == 0, edited.stdout[-3000:]
-    rerun = set(re.findall(r"Running stage '([\w-]+)'", edited.stdout))
     from dvc.repo import Repo
 
     with Repo(str(project)) as repo:
         names = {s.name for s in repo.index.stages}
     dependents = {n for n in names if n.startswith(("evaluate-", "evaluate_cim-", "evaluate_sweep-"))} | {"report"}
     assert len(dependents) == 2 * 5 + 1 + 1  # five methods, the one sweep point, the report
-    assert rerun == dependents
-    for stage in names - dependents:
-        assert f"Stage '{stage}' didn't change, skipping" in edited.stdout
+    for level in (0.9, 0.95):  # the edit, then back
+        edit_params(project, "evaluate.confidence_level", level)
+        edited = run(["dvc", "repro"], cwd=project)
+        assert edited.returncode == 0, edited.stdout[-3000:]
+        # Back at a committed value, DVC restores the outputs from its run cache instead of running.
+        rerun = re.findall(r"Running stage '([\w-]+)'|Stage '([\w-]+)' is cached - skipping run", edited.stdout)
+        assert {ran or cached for ran, cached in rerun} == dependents
+        for stage in names - dependents:
+            assert f"Stage '{stage}' didn't change, skipping" in edited.stdout
+    assert _hashes(project, ARTIFACTS) == snakemake_outputs
+
+    full = run(["dvc", "repro", "--force"], cwd=project)
+    assert full.returncode == 0, full.stdout[-3000:] + full.stderr[-3000:]
+    assert _hashes(project, ARTIFACTS) == snakemake_outputs  # same bytes from either front end
+    noop = run(["dvc", "repro"], cwd=project)
+    assert "Data and pipelines are up to date" in noop.stdout
 
     # A docstring in a module only the CiM stages run: DVC reruns its fingerprint stage,
     # which rewrites nothing, and no stage after it.
@@ -269,3 +300,104 @@ def test_dvc_repro_matches_snakemake_and_reruns_only_dependents(project):
     assert "Data and pipelines are up to date" in status.stdout, status.stdout
     # The fingerprints were kept, not rewritten: Snakemake sees no code change either.
     assert stamps and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def _push_clone_pull(project: Path, clone: Path, remote: list[list[str]], **env: str) -> None:
+    """The sharing round trip: the finished smoke DAG pushed to a remote, the repository
+    cloned, the results pulled; then neither front end has anything to do."""
+    ran = run(["snakemake", "--cores", "2"], cwd=project)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    for args in remote:
+        result = run(["dvc", "remote", *args], cwd=project)
+        assert result.returncode == 0, result.stderr
+    pushed = run(["dvc", "push", "-r", "store"], cwd=project, **env)
+    assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
+    for args in (["add", "-A"], ["-c", "user.name=cimflow", "-c", "user.email=ci@cimflow.invalid", "commit", "-qm",
+                                 "results"]):
+        result = run(["git", *args], cwd=project)
+        assert result.returncode == 0, result.stdout + result.stderr
+    cloned = run(["git", "clone", "-q", str(project), str(clone)], cwd=project)
+    assert cloned.returncode == 0, cloned.stderr
+    assert not (clone / "results").exists()
+
+    pulled = run(["dvc", "pull", "-r", "store"], cwd=clone, **env)
+    assert pulled.returncode == 0, pulled.stdout[-3000:] + pulled.stderr[-3000:]
+    synced = run(["make", "dvc-sync"], cwd=clone)  # restored files get new mtimes: mark them current
+    assert synced.returncode == 0, synced.stdout[-3000:] + synced.stderr[-3000:]
+    planned = run(["snakemake", "-n"], cwd=clone)
+    assert "Nothing to be done" in planned.stdout + planned.stderr, planned.stdout[-3000:]
+    status = run(["dvc", "status"], cwd=clone)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout[-3000:]
+    def pulled_artifacts(root: Path) -> dict[str, str]:  # results/code is recomputed, not pulled
+        return {k: v for k, v in _hashes(root, ARTIFACTS[:3]).items() if not k.startswith(f"{CODE_DIR}/")}
+
+    assert pulled_artifacts(clone) == pulled_artifacts(project)
+    verified = run(["cimflow", "verify"], cwd=clone)
+    assert verified.returncode == 0 and "0 damaged" in verified.stdout, verified.stdout + verified.stderr
+
+
+@pytest.mark.slow
+def test_results_round_trip_through_a_local_folder_remote(project, tmp_path):
+    _push_clone_pull(project, tmp_path / "clone", [["add", "-f", "store", str(tmp_path / "store")]])
+
+
+@pytest.mark.slow
+def test_results_round_trip_through_an_s3_remote(project, tmp_path):
+    """The same round trip against a real S3 API: moto's server on 127.0.0.1, started here
+    and stopped by its PID."""
+    import boto3
+
+    port = _free_port()
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], cwd=tmp_path,
+                              env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    credentials = {"AWS_ACCESS_KEY_ID": "cimflow", "AWS_SECRET_ACCESS_KEY": "cimflow-secret",
+                   "AWS_DEFAULT_REGION": "us-east-1"}
+    try:
+        _wait_http(endpoint, server, "moto server")
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="cimflow", aws_secret_access_key="cimflow-secret")
+        s3.create_bucket(Bucket="cimflow-results")
+        _push_clone_pull(project, tmp_path / "clone", [["add", "-f", "store", "s3://cimflow-results/smoke"],
+                                                       ["modify", "store", "endpointurl", endpoint]], **credentials)
+        stored = s3.list_objects_v2(Bucket="cimflow-results", Prefix="smoke/")
+        assert stored["KeyCount"] > 50  # every cached output went to the bucket
+    finally:
+        _stop(server)
+
+
+@pytest.mark.slow
+def test_the_slurm_profile_s_resources_reach_a_cluster_executor(project, tmp_path):
+    """profiles/slurm with its executor swapped for cluster-generic and a submit wrapper
+    (tests/cluster) that starts each job as its own process: every job goes through the
+    wrapper with the resources the profile and the rules declare (a GPU for training)."""
+    import yaml
+
+    profile = yaml.safe_load((ROOT / "profiles/slurm/profile.yaml").read_text())
+    wrappers = ROOT / "tests/cluster"
+    profile |= {
+        "executor": "cluster-generic", "jobs": 4, "latency-wait": 5,
+        "cluster-generic-submit-cmd": f"{wrappers}/submit.sh --cpus={{threads}} --mem={{resources.mem_mb}} "
+                                      f"--time={{resources.runtime}} --gpus={{resources.gpu}} "
+                                      f"--partition={{resources.slurm_partition}}",
+        "cluster-generic-status-cmd": f"{wrappers}/status.sh",
+    }
+    profile["default-resources"] |= {"gpu": 0}  # rules without a GPU ask for none
+    (tmp_path / "cluster").mkdir()
+    (tmp_path / "cluster/profile.yaml").write_text(yaml.safe_dump(profile))
+    queue = tmp_path / "queue"
+    queue.mkdir()
+
+    ran = run(["snakemake", "--workflow-profile", str(tmp_path / "cluster"), "--forcerun", "admm_quant"],
+              cwd=project, CIMFLOW_QUEUE=str(queue))
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    jobs = {path.stem: dict(line.lstrip("-").split("=", 1) for line in path.read_text().split())
+            for path in queue.glob("*.args")}
+    by_rule = {re.search(r"rule (\w+)", (queue / f"{job}.log").read_text()).group(1): asked
+               for job, asked in jobs.items()}
+    assert set(by_rule) == {"admm_quant", "export", "evaluate", "map", "evaluate_cim", "report"}
+    assert all((queue / f"{job}.rc").read_text().strip() == "0" for job in jobs)
+    assert by_rule["admm_quant"] | {"cpus": "x"} == {"cpus": "x", "mem": "8000", "time": "720", "gpus": "1",
+                                                      "partition": "your-gpu-partition"}
+    assert by_rule["evaluate"]["gpus"] == "0" and by_rule["evaluate"]["partition"] == "your-partition"

@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
     p = add("dvc-yaml", help="generate dvc.yaml from the Snakemake DAG")
     p.add_argument("--check", action="store_true", help="exit 1 if the committed dvc.yaml is stale")
     p.add_argument("--output", type=Path, default=Path("dvc.yaml"))
+    p = add("verify", help="check every artifact's content hash (default: results/); exit 2 if any is damaged")
+    p.add_argument("paths", nargs="*", type=Path, default=[Path("results")], help="files or folders to check")
+    add("dvc-commit", help="record in dvc.lock every stage Snakemake considers current (run after Snakemake)")
     return parser
 
 
@@ -160,6 +163,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cimflow.dvcgen import write_or_check
 
         return write_or_check(args.output, args.check)
+    if args.command == "verify":
+        from cimflow.verify import verify
+
+        checked, problems = verify(args.paths)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"verify: {checked} artifacts checked, {len(problems)} damaged")
+        return 2 if problems else 0
+    if args.command == "dvc-commit":
+        from cimflow.dvclock import commit_current
+
+        committed = commit_current()
+        print(f"dvc.lock: {len(committed)} stages recorded as Snakemake finished them")
+        return 0
     if args.command == "report":
         from cimflow.stages import report
 

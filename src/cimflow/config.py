@@ -22,11 +22,11 @@ from cimflow.errors import ParamsError
 from cimflow.methods import METHODS as METHOD_TABLE
 from cimflow.methods import CLASSIFICATION, SUPER_RESOLUTION, for_kind
 from cimflow.params.cim import METHODS, CimParams
-from cimflow.params.data import SOURCES, DataSource
+from cimflow.params.data import DataSource
 from cimflow.params.evaluate import EvaluateParams
 from cimflow.params.export import ExportParams
 from cimflow.params.report import ReportParams
-from cimflow.params.train import CLASSIFIER, FILE_REF, MODULE_REF, SUPER_RESOLVER, AnyTrainParams, SrTrainParams
+from cimflow.params.train import AnyTrainParams, SrTrainParams
 from cimflow.schema import Seed, StrictModel
 
 PARAMS_FILE = Path("params.yaml")
@@ -106,20 +106,16 @@ class Params(StrictModel):
         return self
 
 
-_UNION_TAGS = {m.model_fields["source"].annotation.__args__[0] for m in SOURCES} | {MODULE_REF, FILE_REF, CLASSIFIER,
-                                                                                     SUPER_RESOLVER}
-
-
 def _key_path(raw: Any, loc: tuple) -> str:
-    """An error location as the user's key path: walking the input, a step that names no
-    key of it and is a union tag (e.g. 'mnist_idx') was inserted by pydantic and is dropped,
-    even where a task shares its source's name."""
+    """An error location as the user's key path: walking the input, a step before the last
+    that names no key of it was inserted by pydantic (a union tag such as 'mnist_idx' or
+    'budget') and is dropped, even where a task shares its source's name."""
     parts, node = [], raw
-    for step in loc:
+    for i, step in enumerate(loc):
         if isinstance(node, dict) and step in node or isinstance(node, list) and isinstance(step, int) \
                 and 0 <= step < len(node):
             node = node[step]
-        elif step in _UNION_TAGS:
+        elif i < len(loc) - 1:
             continue
         else:
             node = None
@@ -137,6 +133,12 @@ def _format_errors(path: Path, exc: ValidationError, raw: Any) -> str:
             lines.append(f"  {key}: unknown key")
         elif err["type"] == "missing":
             lines.append(f"  {key}: required key is missing")
+        elif err["type"] in ("union_tag_not_found", "union_tag_invalid"):  # the tag picks the section's kind
+            tag = f"{key}.{err['ctx']['discriminator'].strip(chr(39))}"
+            if err["type"] == "union_tag_not_found":
+                lines.append(f"  {tag}: required key is missing")
+            else:
+                lines.append(f"  {tag}: {err['ctx']['tag']!r} is not one of {err['ctx']['expected_tags']}")
         else:
             lines.append(f"  {key}: {err['msg']} (got {err['input']!r})")
     return "\n".join(lines)

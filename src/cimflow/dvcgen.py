@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,10 @@ def _stage_name(rule: str, wildcards: dict[str, str]) -> str:
     return "-".join([rule, *wildcards.values()])
 
 
-def snakemake_jobs(snakefile: Path = Path("Snakefile")) -> list[JobSpec]:
-    """Every job of the default target, in a stable (topological, then name) order."""
+@contextlib.contextmanager
+def _default_dag(snakefile: Path, forceall: bool) -> Iterator[tuple[object, dict[object, str]]]:
+    """Snakemake's DAG of the default target and each job's stage name; ``forceall`` plans
+    every job, otherwise only the jobs its rerun triggers select are marked to run."""
     from snakemake.api import ConfigSettings, OutputSettings, ResourceSettings, SnakemakeApi
     from snakemake.settings.types import Quietness
 
@@ -56,25 +59,33 @@ def snakemake_jobs(snakefile: Path = Path("Snakefile")) -> list[JobSpec]:
         )
         workflow = wf_api._workflow
         wf_api.dag()
-        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+        workflow._prepare_dag(forceall=forceall, ignore_incomplete=forceall, lock_warn_only=True)
         workflow._build_dag()
         dag = workflow.dag
-        names = {job: _stage_name(job.rule.name, dict(job.wildcards)) for job in dag.jobs}
-        specs = []
-        for job in dag.toposorted():
-            for j in sorted(job, key=names.get):
-                if j.rule.name == "all":
-                    continue
-                params = tuple(j.params.get("values", {}).keys())
-                specs.append(JobSpec(
-                    name=names[j],
-                    cmd=j.shellcmd,
-                    deps=tuple(dict.fromkeys(map(str, j.input))),
-                    params=params,
-                    outs=tuple(map(str, j.output)),
-                    upstream=tuple(sorted(names[d] for d in dag.dependencies[j])),
-                ))
-        return specs
+        yield dag, {job: _stage_name(job.rule.name, dict(job.wildcards)) for job in dag.jobs if job.rule.name != "all"}
+
+
+def snakemake_jobs(snakefile: Path = Path("Snakefile")) -> list[JobSpec]:
+    """Every job of the default target, in a stable (topological, then name) order."""
+    with _default_dag(snakefile, forceall=True) as (dag, names):
+        return [
+            JobSpec(
+                name=names[j],
+                cmd=j.shellcmd,
+                deps=tuple(dict.fromkeys(map(str, j.input))),
+                params=tuple(j.params.get("values", {}).keys()),
+                outs=tuple(map(str, j.output)),
+                upstream=tuple(sorted(names[d] for d in dag.dependencies[j])),
+            )
+            for job in dag.toposorted() for j in sorted(job, key=lambda j: names.get(j, "")) if j in names
+        ]
+
+
+def snakemake_current(snakefile: Path = Path("Snakefile")) -> set[str]:
+    """Stage names of the default target's jobs Snakemake would not rerun (outputs present
+    and no rerun trigger fired)."""
+    with _default_dag(snakefile, forceall=False) as (dag, names):
+        return {name for job, name in names.items() if not dag.needrun(job)}
 
 
 FINGERPRINT_STAGE = "fingerprint"

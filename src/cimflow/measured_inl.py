@@ -36,7 +36,7 @@ def load_measured_inl(cim: CimParams) -> MeasuredInl | None:
         except (ValueError, pd.errors.ParserError) as exc:
             raise ArtifactError(f"cim.measured_inl: {path}: not a readable CSV ({exc})") from exc
     else:
-        frame = load_table(path)
+        frame = load_table(path, external=True)
     missing = {"adc", "code", "inl_lsb"} - set(frame.columns)
     if missing:
         raise ArtifactError(f"cim.measured_inl: {path}: missing column(s) {sorted(missing)}")

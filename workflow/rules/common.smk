@@ -8,7 +8,7 @@ import yaml
 from cimflow import layout
 from cimflow.config import load_params, lookup, parse_params
 from cimflow.methods import LABELLED_KINDS, METHODS, SUPER_RESOLUTION, writing
-from cimflow import fingerprint
+from cimflow import fingerprint, jobenv
 from cimflow.stages import STAGES
 
 # Validate params.yaml itself (what the stages read) and the merged Snakemake config
@@ -23,6 +23,9 @@ if set(_overridden) - {"tasks", "methods", "seeds"}:
     raise ValueError(
         f"--config/--configfile may only select 'tasks', 'methods' and 'seeds'; edit params.yaml to change {_overridden}"
     )
+
+# Jobs run `cimflow` from the environment of the Snakemake running them.
+jobenv.use_own_environment()
 
 # One id for every MLflow run of this invocation (jobs inherit the environment).
 os.environ.setdefault("CIMFLOW_PIPELINE_ID", f"snakemake-{uuid.uuid4().hex[:12]}")
