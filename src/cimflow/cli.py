@@ -175,7 +175,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from cimflow.dvclock import commit_current
 
         committed = commit_current()
-        print(f"dvc.lock: {len(committed)} stages recorded as Snakemake finished them")
+        if committed is None:
+            print("dvc.lock not recorded: this folder is not a git repository with DVC (.dvc/)", file=sys.stderr)
+        else:
+            print(f"dvc.lock: {len(committed)} stages recorded as Snakemake finished them")
         return 0
     if args.command == "report":
         from cimflow.stages import report

@@ -15,10 +15,17 @@ from pathlib import Path
 from cimflow.dvcgen import FINGERPRINT_STAGE, snakemake_current
 
 
-def commit_current(root: Path = Path(".")) -> list[str]:
-    """Commit the stages Snakemake considers current; return their names, sorted."""
+def commit_current(root: Path = Path(".")) -> list[str] | None:
+    """Commit the stages Snakemake considers current; return their names, sorted, or None
+    where ``root`` is no DVC repository inside git (a copy without .git: nothing to record)."""
+    from dvc.exceptions import NotDvcRepoError
     from dvc.repo import Repo
+    from dvc.scm import SCMError
 
+    try:
+        Repo(str(root)).close()
+    except (NotDvcRepoError, SCMError):
+        return None
     current = snakemake_current(root / "Snakefile") | {FINGERPRINT_STAGE}  # Snakemake refreshed it on parse
     with Repo(str(root)) as repo:
         stages = [stage for stage in repo.index.stages if stage.name in current]
