@@ -5,6 +5,7 @@ so the workflow's parse-time code can use it without loading numpy or pandas."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -25,9 +26,13 @@ _FILE_MODE = _file_mode()
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; move it into place only on success.
 
-    The file gets the permissions a plain ``open()`` would give it (mkstemp's are 0600)."""
+    The file gets the permissions a plain ``open()`` would give it (mkstemp's are 0600).
+    Temporaries of the same file that a killed process left behind are removed first (one
+    job writes a given file at a time)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed writer of this file
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)

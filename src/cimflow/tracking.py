@@ -6,7 +6,9 @@ jobs on a fresh SQLite file race while creating the schema, so the first job cre
 schema and experiment under a file lock and the rest wait for it.
 
 ``CIMFLOW_TRACKING=off`` runs stages without MLflow (a GPU or cluster node that lacks
-it): outputs are unchanged, only the run records are skipped.
+it): outputs are unchanged, only the run records are skipped. A tracking server is
+contacted when a stage opens its run (before it trains or writes), retried with backoff, and a server that stays
+down fails the stage with a message saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,6 +33,7 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "cimflow"
 PIPELINE_ENV = "CIMFLOW_PIPELINE_ID"
 TRACKING_ENV = "CIMFLOW_TRACKING"
+ATTEMPTS_ENV = "CIMFLOW_TRACKING_ATTEMPTS"
 MAX_ARTIFACT_BYTES = 64 * 2**20  # larger outputs are recorded by hash only
 
 
@@ -80,18 +84,66 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def _attempts() -> int:
+    value = os.environ.get(ATTEMPTS_ENV, "6")
+    if not value.isdigit() or int(value) < 1:
+        raise CimflowError(f"{ATTEMPTS_ENV}={value!r}: expected a positive integer")
+    return int(value)
+
+
+def _experiment_id() -> str:
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(experiment_name())
+    return experiment.experiment_id if experiment is not None else mlflow.create_experiment(experiment_name())
+
+
+def _reach_server(uri: str) -> str:
+    """The experiment id from a tracking server, retried with doubling waits (1, 2, 4, ...
+    s; ``CIMFLOW_TRACKING_ATTEMPTS`` tries, 6 by default) when the stage opens its run,
+    before it trains or writes anything: a server that stays down fails the stage loudly
+    and early, so no computed artifact is lost waiting on it."""
+    from mlflow.exceptions import MlflowException
+
+    attempts, waited = _attempts(), 0.0
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(2.0 ** (attempt - 1))
+            waited += 2.0 ** (attempt - 1)
+        try:
+            with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+                return _experiment_id()
+        except (MlflowException, OSError) as exc:
+            error = exc
+    raise CimflowError(
+        f"tracking server {uri} unreachable after {attempts} attempts over {waited:.0f} s "
+        f"({type(error).__name__}); start it, or run untracked with {TRACKING_ENV}=off"
+    )
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    """Environment variables set for the block only (where the user has not set them)."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
 def ensure_experiment() -> str:
     """Create store schema and experiment once; safe under parallel jobs."""
     import mlflow
 
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        return _reach_server(uri)
     lock_dir = Path(uri.removeprefix("sqlite:///")).parent if uri.startswith("sqlite:///") else Path(".")
     with FileLock(str(lock_dir / ".mlflow-init.lock"), timeout=300):
-        experiment = mlflow.get_experiment_by_name(experiment_name())
-        if experiment is not None:
-            return experiment.experiment_id
-        return mlflow.create_experiment(experiment_name())
+        return _experiment_id()
 
 
 class StageRun:
