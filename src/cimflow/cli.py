@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import TextIO, get_args
@@ -246,5 +247,19 @@ def main(argv: list[str] | None = None) -> int:
             log.close()
 
 
+def entry() -> None:
+    """The `cimflow` command. After an error it exits without interpreter teardown: a stage
+    that stops early (a damaged input found right after reading it) sometimes aborted in a
+    native library's thread-pool teardown (status 134, "terminate called without an active
+    exception"), hiding the status 2 its message promises; the message and log are written
+    and flushed first, and nothing else is pending then."""
+    code = main()
+    if code:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
