@@ -165,8 +165,8 @@ def load_table(path: str | os.PathLike, external: bool = False) -> pd.DataFrame:
     e.g. measured INL) carry none."""
     data = _read_bytes(path, "table")
     try:
-        table = pq.read_table(pa.BufferReader(data))
-        footer = pq.read_metadata(pa.BufferReader(data)).metadata or {}
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        table, footer = parquet.read(), parquet.metadata.metadata or {}
     except Exception as exc:
         raise ArtifactError(f"{path}: not a valid Parquet file ({exc})") from exc
     if not external:  # the footer's own copy; the Arrow schema inside it holds the placeholder

@@ -23,11 +23,11 @@ def commit_current(root: Path = Path(".")) -> list[str] | None:
     from dvc.scm import SCMError
 
     try:
-        Repo(str(root)).close()
+        repo = Repo(str(root))
     except (NotDvcRepoError, SCMError):
         return None
-    current = snakemake_current(root / "Snakefile") | {FINGERPRINT_STAGE}  # Snakemake refreshed it on parse
-    with Repo(str(root)) as repo:
+    with repo:
+        current = snakemake_current(root / "Snakefile") | {FINGERPRINT_STAGE}  # Snakemake refreshed it on parse
         stages = [stage for stage in repo.index.stages if stage.name in current]
         with repo.lock:
             for stage in stages:
